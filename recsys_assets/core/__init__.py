@@ -1,0 +1,1 @@
+"""Pure core: loaders, weighting, splitting, ALS, LSA, ANN, metrics. No Dagster import here."""
