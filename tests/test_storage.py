@@ -1,0 +1,63 @@
+import dataclasses
+import os
+
+import duckdb
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_assets.storage import ArtifactError, Catalog, atomic_path, load_artifact, save_artifact
+
+
+@dataclasses.dataclass
+class Bundle:
+    name: str
+    factors: np.ndarray
+    matrix: sp.csr_matrix
+    loss: list
+
+
+def test_dataclass_and_sparse_round_trip(tmp_path):
+    matrix = sp.random(20, 30, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    bundle = Bundle("als", np.arange(12, dtype=np.float32).reshape(3, 4), matrix, [3.0, 2.5])
+    loaded = load_artifact(save_artifact(bundle, tmp_path / "b.npz"))
+    assert isinstance(loaded, Bundle)
+    assert loaded.name == "als" and loaded.loss == [3.0, 2.5]
+    np.testing.assert_array_equal(loaded.factors, bundle.factors)
+    assert (loaded.matrix != matrix).nnz == 0 and loaded.matrix.shape == (20, 30)
+    plain = load_artifact(save_artifact(matrix, tmp_path / "m.npz"))
+    assert (plain != matrix).nnz == 0
+
+
+def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "x.npz"
+    save_artifact(sp.eye(3, format="csr"), target)
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == before
+    assert os.listdir(tmp_path) == ["x.npz"]
+
+
+def test_missing_and_unsupported_artifacts(tmp_path):
+    with pytest.raises(ArtifactError, match="materialize"):
+        load_artifact(tmp_path / "nope.npz")
+    with pytest.raises(ArtifactError, match="cannot store"):
+        save_artifact(object(), tmp_path / "o.npz")
+
+
+def test_publish_makes_read_only_views_that_follow_new_snapshots(tmp_path):
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+    warehouse.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
+    catalog = Catalog(tmp_path / "home")
+    catalog.publish(warehouse, ["t"])
+    reader = catalog.connect()
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5
+    warehouse.execute("CREATE OR REPLACE TABLE t AS SELECT range AS x FROM range(7)")
+    catalog.publish(warehouse, ["t"])  # publishing while a reader holds the catalog open
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 7
+    with pytest.raises(duckdb.Error):
+        reader.execute("CREATE TABLE y (a INT)")
+    reader.close()
+    assert catalog.tables() == ["t"]
