@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_assets.core.lsa import LsaError, fit_lsa
+
+
+def _matrix(seed=0):
+    return sp.random(60, 40, density=0.2, format="csr", dtype=np.float32, random_state=seed)
+
+
+def test_matches_dense_svd_and_reconstructs():
+    W = _matrix()
+    result = fit_lsa(W, factors=8, seed=1)
+    dense_s = np.linalg.svd(W.toarray(), compute_uv=False)[:8]
+    np.testing.assert_allclose(result.singular_values, dense_s, rtol=1e-4)
+    U, s, Vt = np.linalg.svd(W.toarray(), full_matrices=False)
+    rank8 = (U[:, :8] * s[:8]) @ Vt[:8]
+    np.testing.assert_allclose(result.user_factors @ result.item_factors.T, rank8, atol=1e-4)
+    assert result.user_factors.dtype == np.float32 and result.item_factors.shape == (40, 8)
+
+
+def test_deterministic_signs_and_seed():
+    a, b = fit_lsa(_matrix(2), factors=5, seed=3), fit_lsa(_matrix(2), factors=5, seed=3)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    top = np.abs(a.item_factors).argmax(axis=0)
+    assert np.all(a.item_factors[top, np.arange(5)] > 0)
+
+
+def test_empty_rows_give_zero_user_factors():
+    W = _matrix(4).tolil()
+    W[3, :] = 0
+    result = fit_lsa(W.tocsr(), factors=4)
+    np.testing.assert_allclose(result.user_factors[3], 0, atol=1e-6)
+
+
+@pytest.mark.parametrize("factors", [0, 40, 100])
+def test_bad_factor_count(factors):
+    with pytest.raises(LsaError, match="factors"):
+        fit_lsa(_matrix(), factors=factors)
+
+
+def test_rejects_dense_and_empty_input():
+    with pytest.raises(LsaError, match="sparse"):
+        fit_lsa(np.ones((5, 5)), factors=2)
+    with pytest.raises(LsaError, match="empty"):
+        fit_lsa(sp.csr_matrix((5, 5), dtype=np.float32), factors=2)
