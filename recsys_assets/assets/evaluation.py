@@ -1,0 +1,181 @@
+"""Evaluation: a held-out split, every model refitted on train, metrics against baselines, a report."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from dagster_duckdb import DuckDBResource
+
+from recsys_assets.assets._common import code_version, data_version, markdown_table
+from recsys_assets.assets.factors import ensure_finite, fit_als_factors, fit_lsa_factors
+from recsys_assets.assets.matrices import apply_weighting
+from recsys_assets.core import metrics, report
+from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.split import Split, per_user_holdout, random_split
+from recsys_assets.resources import RecsysStore, warehouse_connection
+from recsys_assets.settings import Settings, fingerprint
+from recsys_assets.storage import atomic_path
+
+REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
+
+
+def make_split(play_matrix: sp.csr_matrix, settings: Settings) -> Split:
+    """The configured train/test split of the play matrix."""
+    ev = settings.evaluation
+    if ev.split == "random":
+        return random_split(play_matrix, test_fraction=ev.test_fraction, seed=ev.seed)
+    return per_user_holdout(play_matrix, test_fraction=ev.test_fraction, min_items=ev.min_items, seed=ev.seed)
+
+
+def metric_rows(
+    model: str, fingerprint_: str, split: str, k: int, result: metrics.RankingReport
+) -> list[dict]:
+    values = result.as_dict()
+    return [
+        {
+            "model": model,
+            "settings_fingerprint": fingerprint_,
+            "split": split,
+            "metric": name,
+            "k": k,
+            "value": values[name],
+        }
+        for name in REPORT_METRICS
+    ]
+
+
+def tag_quality_rows(conn, related: pd.DataFrame, n_artists: int, k: int) -> list[dict]:
+    """Related-artist quality from user tags (HetRec): mean tag-profile cosine between each artist and
+    its top-``k`` related artists, per model, against the most-popular-artists baseline."""
+    tags = conn.execute("SELECT artist_id, tag_id FROM artist_tags").fetchnumpy()
+    if len(tags["artist_id"]) == 0:
+        return []
+    n_tags = int(tags["tag_id"].max()) + 1
+    profiles = report.tag_profiles(tags["artist_id"], tags["tag_id"], n_artists, n_tags)
+    queries = np.arange(n_artists)
+    rows = []
+    for model, group in related[related["rank"] <= k].groupby("model"):
+        lists = np.full((n_artists, k), -1, dtype=np.int64)
+        lists[group["artist_id"].to_numpy(), group["rank"].to_numpy() - 1] = group["related_id"].to_numpy()
+        rows.append({"model": model, "value": report.related_tag_similarity(queries, lists, profiles)})
+    popular = conn.execute(
+        f"SELECT artist_id FROM plays GROUP BY artist_id ORDER BY count(*) DESC, artist_id LIMIT {k + 1}"
+    ).fetchnumpy()["artist_id"]
+    baseline = np.array([[a for a in popular if a != q][:k] for q in queries], dtype=np.int64)
+    rows.append({"model": "popularity", "value": report.related_tag_similarity(queries, baseline, profiles)})
+    return rows
+
+
+def build_evaluation_assets(settings: Settings) -> list:
+    threads = settings.runtime.threads
+    ev, als, lsa, weighting = settings.evaluation, settings.als, settings.lsa, settings.weighting
+    split_name = f"{ev.split}-{ev.test_fraction:g}"
+
+    @dg.asset(
+        group_name="evaluation",
+        code_version=code_version("train_test_split-1", ev.split, ev.test_fraction, ev.min_items, ev.seed),
+        description=f"Seeded {ev.split} split: {ev.test_fraction:.0%} held out for testing.",
+    )
+    def train_test_split(play_matrix: sp.csr_matrix) -> dg.Output[Split]:
+        split = make_split(play_matrix, settings)
+        return dg.Output(
+            split,
+            data_version=data_version(split.train, split.test),
+            metadata={
+                "train_nnz": int(split.train.nnz),
+                "test_nnz": int(split.test.nnz),
+                "test_users": int(np.sum(np.diff(split.test.indptr) > 0)),
+            },
+        )
+
+    @dg.asset(
+        group_name="evaluation",
+        code_version=code_version("eval_als_factors-1", als, weighting),
+        description="ALS refitted on the weighted train matrix with the production settings.",
+    )
+    def eval_als_factors(context: dg.AssetExecutionContext, train_test_split: Split) -> dg.Output[FactorSet]:
+        factors = fit_als_factors(
+            apply_weighting(train_test_split.train, weighting), als, threads, log=context.log
+        )
+        ensure_finite(factors)
+        return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
+
+    @dg.asset(
+        group_name="evaluation",
+        code_version=code_version("eval_lsa_factors-1", lsa, weighting),
+        description="LSA refitted on the weighted train matrix with the production settings.",
+    )
+    def eval_lsa_factors(train_test_split: Split) -> dg.Output[FactorSet]:
+        factors = fit_lsa_factors(apply_weighting(train_test_split.train, weighting), lsa, threads)
+        ensure_finite(factors)
+        return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
+
+    @dg.asset(
+        deps=["related_artists"],
+        group_name="evaluation",
+        kinds={"duckdb", "html"},
+        code_version=code_version("evaluation_report-1", ev.k),
+        description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model against popularity and "
+        "random baselines; accumulates in the `evaluation` table; HTML report with charts.",
+    )
+    def evaluation_report(
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+        train_test_split: Split,
+        eval_als_factors: FactorSet,
+        eval_lsa_factors: FactorSet,
+    ) -> dg.MaterializeResult:
+        split, k = train_test_split, ev.k
+        rows: list[dict] = []
+        for factors in (eval_als_factors, eval_lsa_factors):
+            result = metrics.evaluate_factors(
+                factors.user_factors, factors.item_factors, split.train, split.test, k=k, threads=threads
+            )
+            rows += metric_rows(factors.model, factors.settings_fingerprint, split_name, k, result)
+        for name, scores in (
+            ("popularity", metrics.popularity_scores(split.train)),
+            ("random", metrics.random_scores(split.train.shape[1], seed=ev.seed)),
+        ):
+            result = metrics.evaluate_item_scores(scores, split.train, split.test, k=k, threads=threads)
+            rows += metric_rows(name, fingerprint(name), split_name, k, result)
+        run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        with warehouse_connection(warehouse) as conn:
+            table = pd.DataFrame(rows).assign(run_at=run_at)
+            conn.register("evaluation_rows", table)
+            conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
+            conn.unregister("evaluation_rows")
+            related = conn.execute("SELECT model, artist_id, rank, related_id FROM related_artists").df()
+            tag_rows = (
+                tag_quality_rows(conn, related, split.train.shape[1], k)
+                if settings.data.source == "hetrec"
+                else []
+            )
+            store.catalog.publish(conn, ["evaluation"])
+        losses = {"als": eval_als_factors.loss}
+        extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
+        html = report.html_report(
+            "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
+        )
+        html_path = store.artifact_path("evaluation_report.html")
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(html)
+        chart = base64.b64encode(report.metrics_chart_png(rows)).decode()
+        metadata = {
+            "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
+            "chart": dg.MetadataValue.md(f"![metrics](data:image/png;base64,{chart})"),
+            "html_report": dg.MetadataValue.path(str(html_path)),
+            "split": split_name,
+            "k": k,
+        }
+        if tag_rows:
+            metadata["related_tag_similarity"] = markdown_table(tag_rows)
+        context.log.info(f"evaluation written to {html_path}")
+        return dg.MaterializeResult(metadata=metadata)
+
+    return [train_test_split, eval_als_factors, eval_lsa_factors, evaluation_report]

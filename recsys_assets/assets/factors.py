@@ -1,0 +1,190 @@
+"""Factor sets: implicit ALS and LSA over the weighted matrix, as artifacts and DuckDB tables."""
+
+from __future__ import annotations
+
+import base64
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from dagster_duckdb import DuckDBResource
+
+from recsys_assets.assets._common import code_version, data_version, markdown_table
+from recsys_assets.core.als import fit_als
+from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.lsa import fit_lsa
+from recsys_assets.core.report import loss_curve_png
+from recsys_assets.resources import RecsysStore, warehouse_connection
+from recsys_assets.settings import AlsSettings, LsaSettings, Settings, fingerprint
+
+FACTOR_TABLES = ("artist_factors", "user_factors")
+MODELS = ("als", "lsa")
+
+
+class NonFiniteFactorsError(ArithmeticError):
+    """A fit produced NaN or infinite factors; nothing was published."""
+
+
+def fit_als_factors(
+    weighted: sp.csr_matrix, als: AlsSettings, threads: int, log=None, model: str = "als"
+) -> FactorSet:
+    """ALS on ``alpha * weighted`` (confidence of observed pairs), logging the loss per iteration."""
+
+    def progress(iteration: int, loss: float | None, seconds: float) -> None:
+        if log is not None:
+            log.info(f"{model} iteration {iteration + 1}/{als.iterations}: loss {loss:.6g}, {seconds:.2f} s")
+
+    result = fit_als(
+        (weighted * np.float32(als.alpha)).tocsr(),
+        factors=als.factors,
+        regularization=als.regularization,
+        iterations=als.iterations,
+        solver=als.solver,
+        cg_steps=als.cg_steps,
+        seed=als.seed,
+        threads=threads,
+        callback=progress,
+    )
+    return FactorSet(
+        model=model,
+        user_factors=result.user_factors,
+        item_factors=result.item_factors,
+        settings_fingerprint=fingerprint(als),
+        loss=[float(v) for v in result.loss],
+        seconds=[float(v) for v in result.seconds],
+    )
+
+
+def fit_lsa_factors(weighted: sp.csr_matrix, lsa: LsaSettings, threads: int, model: str = "lsa") -> FactorSet:
+    """Truncated SVD of the weighted matrix as a factor set."""
+    result = fit_lsa(weighted, factors=lsa.factors, seed=lsa.seed, threads=threads)
+    return FactorSet(
+        model=model,
+        user_factors=result.user_factors,
+        item_factors=result.item_factors,
+        settings_fingerprint=fingerprint(lsa),
+    )
+
+
+def ensure_finite(factors: FactorSet) -> None:
+    """Raise :class:`NonFiniteFactorsError` when any factor is NaN or infinite."""
+    bad = {name: n for name, n in factors.non_finite_counts().items() if n}
+    if bad:
+        raise NonFiniteFactorsError(
+            f"{factors.model} produced non-finite factors {bad}: nothing was published"
+        )
+
+
+def finite_check(factors: FactorSet) -> dg.AssetCheckResult:
+    """Asset check result: passes when every factor is finite; counts the bad values otherwise."""
+    counts = factors.non_finite_counts()
+    return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
+
+
+def publish_factor_tables(conn, store: RecsysStore, factors: FactorSet) -> None:
+    """Replace this model's rows of ``artist_factors`` / ``user_factors`` in one transaction, then publish."""
+    frames = {
+        "artist_factors": ("artist_id", factors.item_factors),
+        "user_factors": ("user_id", factors.user_factors),
+    }
+    conn.execute("BEGIN TRANSACTION")
+    for table, (id_column, matrix) in frames.items():
+        # One column per factor is columnar end to end; DuckDB packs them into FLOAT[] itself.
+        frame = pd.DataFrame(matrix, columns=[f"f{j}" for j in range(matrix.shape[1])])
+        frame.insert(0, id_column, np.arange(matrix.shape[0], dtype=np.int32))
+        vector = ", ".join(frame.columns[1:])
+        conn.register("factor_frame", frame)
+        conn.execute(f"DELETE FROM {table} WHERE model = ?", [factors.model])
+        conn.execute(
+            f"INSERT INTO {table} SELECT ?, ?, {id_column}, [{vector}]::FLOAT[] FROM factor_frame",
+            [factors.model, factors.settings_fingerprint],
+        )
+        conn.unregister("factor_frame")
+    conn.execute("COMMIT")
+    store.catalog.publish(conn, FACTOR_TABLES)
+
+
+def factor_metadata(factors: FactorSet) -> dict:
+    norms = np.linalg.norm(factors.item_factors, axis=1)
+    metadata: dict = {
+        "model": factors.model,
+        "settings_fingerprint": factors.settings_fingerprint,
+        "factors": int(factors.item_factors.shape[1]),
+        "users": int(factors.user_factors.shape[0]),
+        "artists": int(factors.item_factors.shape[0]),
+        "zero_artist_vectors": int(np.sum(norms == 0)),
+    }
+    if factors.loss:
+        metadata["final_loss"] = factors.loss[-1]
+        metadata["seconds_per_iteration"] = float(np.median(factors.seconds))
+        metadata["loss_per_iteration"] = markdown_table(
+            [
+                {"iteration": i + 1, "loss": loss, "seconds": s}
+                for i, (loss, s) in enumerate(zip(factors.loss, factors.seconds, strict=True))
+            ],
+            floats="{:.6g}",
+        )
+        png = loss_curve_png({factors.model: factors.loss})
+        metadata["loss_curve"] = dg.MetadataValue.md(
+            f"![loss curve](data:image/png;base64,{base64.b64encode(png).decode()})"
+        )
+    return metadata
+
+
+def build_factor_assets(settings: Settings) -> list:
+    threads = settings.runtime.threads
+    als, lsa = settings.als, settings.lsa
+
+    @dg.asset(
+        group_name="factors",
+        kinds={"numba", "duckdb"},
+        code_version=code_version("als_factors-1", als),
+        description="Implicit ALS (Hu, Koren & Volinsky 2008; conjugate-gradient solver of Takacs et al. "
+        "2011) on alpha x the weighted matrix. Also in DuckDB: artist_factors / user_factors.",
+    )
+    def als_factors(
+        context: dg.AssetExecutionContext,
+        weighted_matrix: sp.csr_matrix,
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+    ) -> dg.Output[FactorSet]:
+        factors = fit_als_factors(weighted_matrix, als, threads, log=context.log)
+        ensure_finite(factors)
+        with warehouse_connection(warehouse) as conn:
+            publish_factor_tables(conn, store, factors)
+        return dg.Output(
+            factors,
+            data_version=data_version(factors.user_factors, factors.item_factors),
+            metadata=factor_metadata(factors),
+        )
+
+    @dg.asset(
+        group_name="factors",
+        kinds={"scipy", "duckdb"},
+        code_version=code_version("lsa_factors-1", lsa),
+        description="LSA: truncated SVD of the weighted matrix (users = U, artists = V diag(s)). "
+        "Also in DuckDB: artist_factors / user_factors.",
+    )
+    def lsa_factors(
+        weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource, store: RecsysStore
+    ) -> dg.Output[FactorSet]:
+        factors = fit_lsa_factors(weighted_matrix, lsa, threads)
+        ensure_finite(factors)
+        with warehouse_connection(warehouse) as conn:
+            publish_factor_tables(conn, store, factors)
+        return dg.Output(
+            factors,
+            data_version=data_version(factors.user_factors, factors.item_factors),
+            metadata=factor_metadata(factors),
+        )
+
+    @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
+    def als_factors_are_finite(als_factors: FactorSet) -> dg.AssetCheckResult:
+        return finite_check(als_factors)
+
+    @dg.asset_check(asset=lsa_factors, blocking=True, description="No NaN or infinite LSA factor.")
+    def lsa_factors_are_finite(lsa_factors: FactorSet) -> dg.AssetCheckResult:
+        return finite_check(lsa_factors)
+
+    return [als_factors, lsa_factors, als_factors_are_finite, lsa_factors_are_finite]

@@ -1,0 +1,304 @@
+"""Answers: ANN indexes per factor set, related artists, recommendations and alias candidates."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from dagster_duckdb import DuckDBResource
+
+from recsys_assets.assets._common import code_version, table_version
+from recsys_assets.core.aliases import alias_candidates
+from recsys_assets.core.ann import build_index, load_index, recall_at_k, related_items
+from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.core.topk import cosine_topk, topk_dot
+from recsys_assets.resources import RecsysStore, warehouse_connection
+from recsys_assets.settings import AnnSettings, Settings
+
+MODELS = ("als", "lsa")
+
+
+@dataclass
+class IndexRef:
+    """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``)."""
+
+    model: str
+    backend: str
+    path: str
+    build_params: dict
+    n_items: int
+    dim: int
+    file_hash: str
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: int) -> IndexRef:
+    """Build the configured index over the artist factors and save it atomically at ``path``."""
+    params = ann.build_params()
+    index = build_index(
+        factors.item_factors,
+        ann.backend,
+        n_trees=ann.n_trees,
+        M=ann.hnsw_m,
+        ef_construction=ann.ef_construction,
+        seed=ann.seed,
+        threads=threads,
+    )
+    index.save(path)
+    return IndexRef(
+        model=factors.model,
+        backend=ann.backend,
+        path=str(path),
+        build_params=params,
+        n_items=int(factors.item_factors.shape[0]),
+        dim=int(factors.item_factors.shape[1]),
+        file_hash=_file_hash(path),
+    )
+
+
+def related_with_recall(
+    ref: IndexRef, factors: FactorSet, ann: AnnSettings, n: int, sample: int, seed: int, threads: int
+) -> tuple[pd.DataFrame, float]:
+    """Top-``n`` related artists for every artist from the index, and recall@10 of those answers
+    against exact cosine top-10 on ``sample`` seeded random artists that have a non-zero vector."""
+    index = load_index(Path(ref.path), search_k=ann.search_k, ef_search=ann.ef_search)
+    related, scores = related_items(index, n, threads=threads)
+    nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(nonzero, size=min(sample, nonzero.size), replace=False))
+    k = min(10, n)
+    exact, _ = cosine_topk(factors.item_factors, k, query_ids=queries, threads=threads)
+    recall = recall_at_k(related[queries, :k], exact, k)
+    frame = top_n_frame(ref.model, related, scores, "artist_id", "related_id")
+    return frame, float(recall)
+
+
+def top_n_frame(
+    model: str, ids: np.ndarray, scores: np.ndarray, id_column: str, item_column: str
+) -> pd.DataFrame:
+    """Long-format table (model, id, rank, item, score) of a top-N matrix, padding (-1) dropped."""
+    rows, ranks = np.nonzero(ids >= 0)
+    return pd.DataFrame(
+        {
+            "model": model,
+            id_column: rows.astype(np.int32),
+            "rank": (ranks + 1).astype(np.int32),
+            item_column: ids[rows, ranks].astype(np.int32),
+            "score": scores[rows, ranks].astype(np.float32),
+        }
+    )
+
+
+def replace_table(conn, store: RecsysStore, table: str, frame: pd.DataFrame) -> None:
+    """Replace every row of ``table`` with ``frame`` in one transaction, then publish it."""
+    conn.register("replacement_frame", frame)
+    conn.execute("BEGIN TRANSACTION")
+    conn.execute(f"DELETE FROM {table}")
+    conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_frame")
+    conn.execute("COMMIT")
+    conn.unregister("replacement_frame")
+    store.catalog.publish(conn, [table])
+
+
+def related_preview(
+    conn, table: str = "related_artists", model: str = "als", artists: int = 5, n: int = 5
+) -> str:
+    """Markdown preview: the most played artists and their closest related artists, by name."""
+    rows = conn.execute(
+        f"""
+        WITH top AS (
+            SELECT artist_id FROM plays GROUP BY artist_id ORDER BY count(*) DESC, artist_id LIMIT {artists}
+        )
+        SELECT a.name, string_agg(b.name, ', ' ORDER BY r.rank)
+        FROM top JOIN {table} r USING (artist_id)
+        JOIN artists a ON a.artist_id = r.artist_id JOIN artists b ON b.artist_id = r.related_id
+        WHERE r.model = ? AND r.rank <= {n}
+        GROUP BY a.name ORDER BY a.name
+        """,
+        [model],
+    ).fetchall()
+    lines = ["| artist | related |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
+    return "\n".join(lines)
+
+
+def build_related_assets(settings: Settings) -> list:
+    threads = settings.runtime.threads
+    ann, related, recommend, aliases = settings.ann, settings.related, settings.recommend, settings.aliases
+
+    def index_asset(model: str) -> dg.AssetsDefinition:
+        @dg.asset(
+            name=f"{model}_ann_index",
+            ins={"factors": dg.AssetIn(f"{model}_factors")},
+            group_name="indexes",
+            kinds={ann.backend},
+            code_version=code_version("ann_index-1", ann.build_params()),
+            description=f"{ann.backend} index (angular / cosine) over the {model} artist factors.",
+        )
+        def _index(store: RecsysStore, factors: FactorSet) -> dg.Output[IndexRef]:
+            suffix = "ann" if ann.backend == "annoy" else "hnsw"
+            ref = build_ann_index(factors, ann, store.artifact_path(f"{model}_ann_index.{suffix}"), threads)
+            return dg.Output(
+                ref,
+                data_version=dg.DataVersion(ref.file_hash),
+                metadata={"backend": ref.backend, "artists": ref.n_items, "dim": ref.dim} | ref.build_params,
+            )
+
+        return _index
+
+    index_assets = [index_asset(model) for model in MODELS]
+
+    @dg.asset(
+        ins={f"{m}_ann_index": dg.AssetIn() for m in MODELS} | {f"{m}_factors": dg.AssetIn() for m in MODELS},
+        group_name="answers",
+        kinds={"duckdb"},
+        code_version=code_version("related_artists-1", related, ann.query_params()),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "ann_recall_at_10",
+                asset="related_artists",
+                description=f"ANN recall@10 against exact cosine top-10 >= {related.min_recall_at_10} per model.",
+            )
+        ],
+        description=f"Top-{related.n} related artists of every artist for each model, from the ANN indexes.",
+    )
+    def related_artists(
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+        als_ann_index: IndexRef,
+        lsa_ann_index: IndexRef,
+        als_factors: FactorSet,
+        lsa_factors: FactorSet,
+    ):
+        frames, recalls = [], {}
+        for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
+            frame, recalls[ref.model] = related_with_recall(
+                ref, factors, ann, related.n, related.recall_sample, ann.seed, threads
+            )
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        with warehouse_connection(warehouse) as conn:
+            replace_table(conn, store, "related_artists", table)
+            preview = related_preview(conn)
+            version = table_version(conn, "related_artists")
+        passed = all(r >= related.min_recall_at_10 for r in recalls.values())
+        yield dg.Output(
+            None,
+            data_version=version,
+            metadata={"dagster/row_count": len(table), "preview_als": dg.MetadataValue.md(preview)}
+            | {f"recall_at_10_{m}": r for m, r in recalls.items()},
+        )
+        yield dg.AssetCheckResult(
+            check_name="ann_recall_at_10",
+            passed=passed,
+            metadata={f"recall_at_10_{m}": r for m, r in recalls.items()}
+            | {"threshold": related.min_recall_at_10},
+        )
+
+    @dg.asset(
+        ins={f"{m}_factors": dg.AssetIn() for m in MODELS} | {"play_matrix": dg.AssetIn()},
+        group_name="answers",
+        kinds={"duckdb"},
+        code_version=code_version("recommendations-1", recommend),
+        description=f"Top-{recommend.n} artists per user per model (exact inner product), played artists removed.",
+    )
+    def recommendations(
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+        als_factors: FactorSet,
+        lsa_factors: FactorSet,
+        play_matrix: sp.csr_matrix,
+    ):
+        frames = []
+        for factors in (als_factors, lsa_factors):
+            ids, scores = topk_dot(
+                factors.user_factors, factors.item_factors, recommend.n, exclude=play_matrix, threads=threads
+            )
+            frames.append(top_n_frame(factors.model, ids, scores, "user_id", "artist_id"))
+        table = pd.concat(frames, ignore_index=True)
+        with warehouse_connection(warehouse) as conn:
+            replace_table(conn, store, "recommendations", table)
+            version = table_version(conn, "recommendations")
+        return dg.Output(None, data_version=version, metadata={"dagster/row_count": len(table)})
+
+    @dg.asset(
+        ins={f"{m}_factors": dg.AssetIn() for m in MODELS} | {"play_matrix": dg.AssetIn()},
+        group_name="answers",
+        kinds={"duckdb"},
+        code_version=code_version("artist_aliases-1", aliases),
+        description="Candidate duplicate artists ('Arcade Fire' / 'The Arcade Fire'): nearly identical "
+        "factors while sharing few or no listeners.",
+    )
+    def artist_aliases(
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+        als_factors: FactorSet,
+        lsa_factors: FactorSet,
+        play_matrix: sp.csr_matrix,
+    ):
+        frames = []
+        for factors in (als_factors, lsa_factors):
+            frame = alias_candidates(
+                factors.item_factors,
+                play_matrix,
+                k=aliases.neighbours,
+                min_factor_similarity=aliases.min_factor_similarity,
+                max_listener_overlap=aliases.max_listener_overlap,
+                min_listeners=aliases.min_listeners,
+                threads=threads,
+            )
+            frames.append(frame.assign(model=factors.model))
+        table = pd.concat(frames, ignore_index=True)
+        metadata: dict = {"dagster/row_count": len(table)}
+        with warehouse_connection(warehouse) as conn:
+            replace_table(conn, store, "artist_aliases", table)
+            version = table_version(conn, "artist_aliases")
+            if settings.data.source == "synthetic":
+                metadata |= planted_alias_recall(conn, settings)
+        return dg.Output(None, data_version=version, metadata=metadata)
+
+    return [*index_assets, related_artists, recommendations, artist_aliases]
+
+
+def planted_alias_recall(conn, settings: Settings) -> dict[str, float]:
+    """Synthetic data only: recall of the generator's planted alias pairs among each model's top
+    ``2 x n_pairs`` candidates (matched by artist name, since ids are assigned at load time)."""
+    plays = generate_plays(**dataclasses.asdict(settings.synthetic))
+    names = plays.artist_names
+    planted = pd.DataFrame(
+        {"a": [names[i] for i in plays.alias_pairs[:, 0]], "b": [names[j] for j in plays.alias_pairs[:, 1]]}
+    )
+    conn.register("planted_pairs", planted)
+    rows = conn.execute(
+        """
+        WITH ranked AS (
+            SELECT model, artist_id, alias_id,
+                   row_number() OVER (PARTITION BY model ORDER BY score DESC) AS position
+            FROM artist_aliases
+        ), named AS (
+            SELECT r.model, r.position, x.artist_key AS x, y.artist_key AS y
+            FROM ranked r JOIN artists x ON x.artist_id = r.artist_id JOIN artists y ON y.artist_id = r.alias_id
+        )
+        SELECT m.model, count(DISTINCT p.a || '|' || p.b) AS found
+        FROM (SELECT DISTINCT model FROM artist_aliases) m
+        LEFT JOIN named n ON n.model = m.model AND n.position <= ?
+        LEFT JOIN planted_pairs p ON (p.a = n.x AND p.b = n.y) OR (p.a = n.y AND p.b = n.x)
+        GROUP BY m.model
+        """,
+        [2 * len(planted)],
+    ).fetchall()
+    conn.unregister("planted_pairs")
+    return {f"planted_alias_recall_{model}": found / max(len(planted), 1) for model, found in rows}

@@ -1,0 +1,79 @@
+"""The one ``Definitions`` object: assets, checks, resources, the refresh job and its schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from recsys_assets.assets.evaluation import build_evaluation_assets
+from recsys_assets.assets.factors import build_factor_assets
+from recsys_assets.assets.ingest import build_ingest_assets
+from recsys_assets.assets.matrices import build_matrix_assets
+from recsys_assets.assets.related import build_related_assets
+from recsys_assets.refresh import refresh, runs_in_progress
+from recsys_assets.resources import build_resources
+from recsys_assets.settings import Settings, load_settings, recsys_home
+
+
+def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
+    """A job whose single op runs :func:`recsys_assets.refresh.refresh` (observe, then stale waves)
+    against the instance it runs in: what the schedule launches, and the same as ``recsys refresh``."""
+
+    @dg.op(description="Observe the input and materialize stale and missing assets in waves.")
+    def refresh_stale_assets(context: dg.OpExecutionContext) -> None:
+        defs = build_definitions(settings, home)
+        result = refresh(defs, context.instance, log=context.log.info, exclude_run_ids={context.run_id})
+        context.log.info(f"refreshed {len(result.materialized)} asset(s) in {len(result.waves)} wave(s)")
+
+    @dg.job(description="Refresh only what is stale (the schedule's target).")
+    def refresh_job() -> None:
+        refresh_stale_assets()
+
+    return refresh_job
+
+
+def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    """The refresh schedule; skips a tick while any run of this instance is in progress."""
+
+    @dg.schedule(
+        job=job,
+        cron_schedule=settings.schedule.cron,
+        execution_timezone=settings.schedule.timezone,
+        description="Refresh stale assets; never overlaps a run in progress.",
+    )
+    def refresh_schedule(context: dg.ScheduleEvaluationContext):
+        active = runs_in_progress(context.instance)
+        if active:
+            return dg.SkipReason(
+                f"{len(active)} run(s) in progress: {', '.join(r.run_id[:8] for r in active)}"
+            )
+        return dg.RunRequest()
+
+    return refresh_schedule
+
+
+def build_definitions(settings: Settings | None = None, home: Path | None = None) -> dg.Definitions:
+    """Definitions for ``settings`` (default: the settings file in force) rooted at ``home``
+    (default ``$RECSYS_HOME``)."""
+    settings = settings if settings is not None else load_settings()
+    home = Path(home) if home is not None else recsys_home()
+    assets = [
+        *build_ingest_assets(settings),
+        *build_matrix_assets(settings),
+        *build_factor_assets(settings),
+        *build_related_assets(settings),
+        *build_evaluation_assets(settings),
+    ]
+    checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
+    assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
+    job = build_refresh_job(settings, home)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[job],
+        schedules=[build_schedule(settings, job)],
+        resources=build_resources(home, settings.runtime.duckdb_memory_limit),
+        # Steps share one process: no per-step interpreter start, numba compiles once per run.
+        executor=dg.in_process_executor,
+    )

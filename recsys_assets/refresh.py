@@ -1,0 +1,184 @@
+"""Materialize exactly the stale and missing assets, in waves, in-process.
+
+Dagster's "unsynced" is not transitive: a child turns stale only after its parent re-materializes
+with a new data version. So a refresh observes the input, resolves the stale and missing assets
+with the same resolver the UI's "Materialize unsynced" uses, runs them, and repeats until nothing
+is stale. An asset whose output did not change returns the same data version and stops the cascade.
+
+Uses Dagster internals (``CachingStaleStatusResolver``, ``AssetGraphView``); dagster is pinned and
+``tests/test_refresh.py`` covers them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._time import get_current_datetime
+
+REFRESH_TAG = "recsys/refresh"
+PID_TAG = "recsys/pid"
+HOST_TAG = "recsys/host"
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+class RefreshInProgressError(RuntimeError):
+    """Another run of this graph is in progress; starting a second one would overlap it."""
+
+
+class RefreshFailedError(RuntimeError):
+    """An asset failed during a refresh; earlier waves stay materialized."""
+
+
+@dataclass
+class RefreshResult:
+    """What a refresh did: the assets it ran per wave (with why), and whether it succeeded."""
+
+    waves: list[dict[str, str]] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+
+    @property
+    def materialized(self) -> list[str]:
+        return [key for wave in self.waves for key in wave]
+
+
+def _resolver(defs: dg.Definitions, instance: dg.DagsterInstance) -> CachingStaleStatusResolver:
+    asset_graph = defs.resolve_asset_graph()
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=asset_graph,
+    )
+    return CachingStaleStatusResolver(instance=instance, asset_graph=asset_graph, loading_context=view)
+
+
+def materializable_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    return sorted(graph.materializable_asset_keys, key=lambda k: k.to_user_string())
+
+
+def observable_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    return sorted(graph.observable_asset_keys, key=lambda k: k.to_user_string())
+
+
+def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, str]:
+    """Asset key -> why it must run ("missing", or its root stale causes), for every asset the UI shows
+    as unsynced or never materialized."""
+    resolver = _resolver(defs, instance)
+    out: dict[str, str] = {}
+    for key in materializable_keys(defs):
+        status = resolver.get_status(key)
+        if status == StaleStatus.MISSING:
+            out[key.to_user_string()] = "never materialized"
+        elif status == StaleStatus.STALE:
+            causes = resolver.get_stale_root_causes(key)
+            out[key.to_user_string()] = (
+                "; ".join(sorted({f"{c.asset_key.to_user_string()}: {c.reason}" for c in causes})) or "stale"
+            )
+    return out
+
+
+def _process_alive(run: dg.DagsterRun) -> bool:
+    pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
+    if pid is None or host != socket.gethostname():
+        return True  # not ours to judge: trust the recorded status
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def runs_in_progress(
+    instance: dg.DagsterInstance, exclude_run_ids: set[str] = frozenset()
+) -> list[dg.DagsterRun]:
+    """Runs of this instance that are queued or running. A run started by a ``recsys refresh`` whose
+    process has died (killed mid-run) is marked failed instead of blocking every later refresh."""
+    active = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        if run.run_id in exclude_run_ids:
+            continue
+        if not _process_alive(run):
+            instance.report_run_failed(run)
+            continue
+        active.append(run)
+    return active
+
+
+def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
+    """Observe every observable source (the input file's fingerprint), recording its data version."""
+    keys = observable_keys(defs)
+    if keys:
+        job = defs.resolve_implicit_global_asset_job_def()
+        job.execute_in_process(instance=instance, asset_selection=keys, tags={REFRESH_TAG: "observe"})
+
+
+def refresh(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    log: Callable[[str], None] = print,
+    exclude_run_ids: set[str] = frozenset(),
+    max_waves: int = 50,
+) -> RefreshResult:
+    """Observe the input, then materialize stale and missing assets in waves until none is left.
+
+    Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
+    and :class:`RefreshFailedError` naming the failed assets when a wave fails.
+    """
+    active = runs_in_progress(instance, exclude_run_ids)
+    if active:
+        names = ", ".join(f"{r.run_id[:8]} ({r.job_name}, {r.status.value})" for r in active)
+        raise RefreshInProgressError(f"not starting: run(s) in progress: {names}")
+    observe_sources(defs, instance)
+    job = defs.resolve_implicit_global_asset_job_def()
+    tags = {REFRESH_TAG: "wave", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    result = RefreshResult()
+    for wave_number in range(1, max_waves + 1):
+        todo = stale_or_missing(defs, instance)
+        if not todo:
+            break
+        for key, why in todo.items():
+            log(f"wave {wave_number}: {key} <- {why}")
+        run = job.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey.from_user_string(k) for k in todo],
+            tags=tags,
+            raise_on_error=False,
+        )
+        result.waves.append(todo)
+        result.run_ids.append(run.run_id)
+        if not run.success:
+            failed = sorted(
+                event.step_key or "?"
+                for event in run.all_events
+                if event.event_type == dg.DagsterEventType.STEP_FAILURE
+            )
+            messages = [
+                event.event_specific_data.error.message.strip()  # type: ignore[union-attr]
+                for event in run.all_events
+                if event.event_type == dg.DagsterEventType.STEP_FAILURE
+            ]
+            raise RefreshFailedError(
+                f"asset(s) failed: {', '.join(failed) or 'unknown'} (run {run.run_id}): "
+                + " | ".join(messages)
+            )
+    else:
+        raise RefreshFailedError(
+            f"still stale after {max_waves} waves: {sorted(stale_or_missing(defs, instance))}"
+        )
+    if not result.waves:
+        log("nothing to do: every asset is up to date")
+    return result

@@ -1,0 +1,38 @@
+-- Turn the staging tables of one load into the raw tables (run inside the load's transaction,
+-- after raw_schema.sql). Staging, filled by the loader:
+--   _stage_plays(ucode, acode, plays)         one row per valid source line
+--   _stage_users(ucode, user_key)             one row per distinct user key
+--   _stage_artists(acode, artist_key, name, mbid)
+-- Only keys with at least one valid play get an id. Ids are dense, ordered by the key read as an
+-- integer where it is one (so numeric source ids keep their order), then by the key's text.
+
+CREATE OR REPLACE TEMP TABLE _user_map AS
+SELECT
+    s.ucode,
+    (row_number() OVER (ORDER BY try_cast(s.user_key AS HUGEINT) NULLS LAST, s.user_key) - 1)::INTEGER
+        AS user_id,
+    s.user_key
+FROM _stage_users AS s
+WHERE s.ucode IN (SELECT DISTINCT ucode FROM _stage_plays);
+
+CREATE OR REPLACE TEMP TABLE _artist_map AS
+SELECT
+    s.acode,
+    (row_number() OVER (ORDER BY try_cast(s.artist_key AS HUGEINT) NULLS LAST, s.artist_key) - 1)::INTEGER
+        AS artist_id,
+    s.artist_key,
+    s.name,
+    s.mbid
+FROM _stage_artists AS s
+WHERE s.acode IN (SELECT DISTINCT acode FROM _stage_plays);
+
+INSERT INTO users SELECT user_id, user_key FROM _user_map ORDER BY user_id;
+
+INSERT INTO artists SELECT artist_id, artist_key, name, mbid FROM _artist_map ORDER BY artist_id;
+
+INSERT INTO plays
+SELECT u.user_id, a.artist_id, sum(p.plays)
+FROM _stage_plays AS p
+JOIN _user_map AS u USING (ucode)
+JOIN _artist_map AS a USING (acode)
+GROUP BY u.user_id, a.artist_id;

@@ -1,0 +1,56 @@
+-- Output tables of the recsys pipeline (DuckDB warehouse; published read-only as views in recsys.duckdb).
+-- Each model's rows are replaced as a whole when that model's asset materializes.
+
+-- Latent factors of every artist and user, per model, with the settings fingerprint that made them.
+CREATE TABLE IF NOT EXISTS artist_factors (
+    model VARCHAR NOT NULL,
+    settings_fingerprint VARCHAR NOT NULL,
+    artist_id INTEGER NOT NULL,
+    factors FLOAT[] NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS user_factors (
+    model VARCHAR NOT NULL,
+    settings_fingerprint VARCHAR NOT NULL,
+    user_id INTEGER NOT NULL,
+    factors FLOAT[] NOT NULL
+);
+
+-- "People who like artist_id also like related_id": top-N per artist per model (rank 1 = closest).
+CREATE TABLE IF NOT EXISTS related_artists (
+    model VARCHAR NOT NULL,
+    artist_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    related_id INTEGER NOT NULL,
+    score REAL NOT NULL
+);
+
+-- Top-N artists per user per model, artists the user already played removed.
+CREATE TABLE IF NOT EXISTS recommendations (
+    model VARCHAR NOT NULL,
+    user_id INTEGER NOT NULL,
+    rank INTEGER NOT NULL,
+    artist_id INTEGER NOT NULL,
+    score REAL NOT NULL
+);
+
+-- Candidate duplicate artists: near-identical factors, few shared listeners.
+CREATE TABLE IF NOT EXISTS artist_aliases (
+    model VARCHAR NOT NULL,
+    artist_id INTEGER NOT NULL,
+    alias_id INTEGER NOT NULL,
+    factor_similarity REAL NOT NULL,
+    listener_similarity REAL NOT NULL,
+    score REAL NOT NULL
+);
+
+-- Held-out evaluation, accumulated across runs.
+CREATE TABLE IF NOT EXISTS evaluation (
+    run_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL,
+    settings_fingerprint VARCHAR NOT NULL,
+    split VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    k INTEGER,
+    value DOUBLE NOT NULL
+);
