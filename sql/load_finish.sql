@@ -3,8 +3,10 @@
 --   _stage_plays(ucode, acode, plays)         one row per valid source line
 --   _stage_users(ucode, user_key)             one row per distinct user key
 --   _stage_artists(acode, artist_key, name, mbid)
--- Only keys with at least one valid play get an id. Ids are dense, ordered by the key read as an
--- integer where it is one (so numeric source ids keep their order), then by the key's text.
+-- Every staged key gets an id: the loaders stage only keys with a valid play, except load_synthetic,
+-- which keeps artists without listeners so that ids equal the generator's indices. Ids are dense,
+-- ordered by the key read as an integer where it is one (numeric source ids keep their order), then
+-- by the key's text.
 
 CREATE OR REPLACE TEMP TABLE _user_map AS
 SELECT
@@ -12,8 +14,7 @@ SELECT
     (row_number() OVER (ORDER BY try_cast(s.user_key AS HUGEINT) NULLS LAST, s.user_key) - 1)::INTEGER
         AS user_id,
     s.user_key
-FROM _stage_users AS s
-WHERE s.ucode IN (SELECT DISTINCT ucode FROM _stage_plays);
+FROM _stage_users AS s;
 
 CREATE OR REPLACE TEMP TABLE _artist_map AS
 SELECT
@@ -23,8 +24,7 @@ SELECT
     s.artist_key,
     s.name,
     s.mbid
-FROM _stage_artists AS s
-WHERE s.acode IN (SELECT DISTINCT acode FROM _stage_plays);
+FROM _stage_artists AS s;
 
 INSERT INTO users SELECT user_id, user_key FROM _user_map ORDER BY user_id;
 

@@ -1,0 +1,40 @@
+-- Stage a Parquet triples file for load_finish.sql. Placeholders filled by the loader (quoted
+-- identifiers / literal): {path}, {user}, {item}, {value}. Row numbers are 1-based and play the role of
+-- line numbers in `rejects`. Same rules as the text loaders: empty keys, non-numeric, non-finite,
+-- zero and negative values are rejected.
+CREATE OR REPLACE TEMP TABLE _parquet_rows AS
+SELECT
+    file_row_number + 1 AS line_number,
+    CAST({user} AS VARCHAR) AS user_key,
+    CAST({item} AS VARCHAR) AS artist_key,
+    CAST({value} AS VARCHAR) AS value_text,
+    TRY_CAST({value} AS DOUBLE) AS plays,
+    CASE
+        WHEN user_key IS NULL OR trim(user_key) = '' THEN 'empty user'
+        WHEN artist_key IS NULL OR trim(artist_key) = '' THEN 'empty artist'
+        WHEN value_text IS NULL OR trim(value_text) = '' THEN 'empty plays'
+        WHEN plays IS NULL THEN 'non-numeric plays'
+        WHEN isnan(plays) OR isinf(plays) THEN 'non-finite plays'
+        WHEN plays = 0 THEN 'zero plays'
+        WHEN plays < 0 THEN 'negative plays'
+    END AS reason
+FROM read_parquet({path}, file_row_number = true);
+
+CREATE OR REPLACE TEMP TABLE _stage_users AS
+SELECT (row_number() OVER (ORDER BY user_key) - 1)::INTEGER AS ucode, user_key
+FROM (SELECT DISTINCT user_key FROM _parquet_rows WHERE reason IS NULL);
+
+CREATE OR REPLACE TEMP TABLE _stage_artists AS
+SELECT
+    (row_number() OVER (ORDER BY artist_key) - 1)::INTEGER AS acode,
+    artist_key,
+    artist_key AS name,
+    NULL::VARCHAR AS mbid
+FROM (SELECT DISTINCT artist_key FROM _parquet_rows WHERE reason IS NULL);
+
+CREATE OR REPLACE TEMP TABLE _stage_plays AS
+SELECT u.ucode, a.acode, r.plays
+FROM _parquet_rows AS r
+JOIN _stage_users AS u USING (user_key)
+JOIN _stage_artists AS a USING (artist_key)
+WHERE r.reason IS NULL;

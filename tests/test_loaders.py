@@ -1,0 +1,349 @@
+"""Tests for the raw-table loaders: each source, every bad-input kind, conservation, atomicity."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from recsys_assets.core import loaders
+from recsys_assets.core.loaders import (
+    LoadError,
+    file_fingerprint,
+    load_hetrec,
+    load_lastfm360k,
+    load_synthetic,
+    load_triples,
+    raw_schema_sql,
+)
+from recsys_assets.core.synthetic import generate_plays
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BAD_LINES = FIXTURES / "lastfm_bad_lines.tsv"
+HETREC = Path("/work/shared/data/hetrec2011-lastfm-2k")
+
+# What each line of lastfm_bad_lines.tsv is (hand-made fixture): None = loads.
+EXPECTED_LINES: dict[int, str | None] = {
+    1: None,
+    2: None,  # CRLF, empty mbid
+    3: "empty line",
+    4: "wrong field count",
+    5: "wrong field count",
+    6: "invalid UTF-8",
+    7: "empty user",
+    8: "empty artist",
+    9: "empty plays",
+    10: "non-numeric plays",
+    11: "negative plays",
+    12: "non-finite plays",
+    13: "non-finite plays",
+    14: "zero plays",
+    15: None,  # CRLF, duplicate of line 1 (summed)
+    16: None,  # 1e2 goes through the slow path
+    17: None,
+    18: None,  # valid non-ASCII UTF-8
+    19: None,  # a quote is plain data in the TSV
+    20: "non-numeric plays",  # 1_000
+    21: None,  # no final newline
+}
+
+
+def _table(conn: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
+    return conn.execute(sql).fetchall()
+
+
+def _plays_by_key(conn: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], float]:
+    rows = _table(
+        conn,
+        "SELECT u.user_key, a.artist_key, p.plays FROM plays p "
+        "JOIN users u USING (user_id) JOIN artists a USING (artist_id)",
+    )
+    return {(u, a): v for u, a, v in rows}
+
+
+def _reference_parse(path: Path) -> dict[tuple[str, str], float]:
+    """Slow, obvious reading of the good lines of a Last.fm TSV (lines known to be valid)."""
+    out: dict[tuple[str, str], float] = {}
+    for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if EXPECTED_LINES.get(line_no, "missing") is not None:
+            continue
+        user, _, artist, plays = raw.decode("utf-8").removesuffix("\r").split("\t")
+        out[(user, artist)] = out.get((user, artist), 0.0) + float(plays)
+    return out
+
+
+@pytest.fixture
+def conn() -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect()
+    yield c
+    c.close()
+
+
+def test_raw_schema_creates_tables(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(raw_schema_sql())
+    tables = {r[0] for r in _table(conn, "SELECT table_name FROM information_schema.tables")}
+    assert {"users", "artists", "plays", "rejects", "load_log", "tags", "artist_tags"} <= tables
+
+
+def test_bad_lines_each_kind_rejected_with_line_and_reason(conn: duckdb.DuckDBPyConnection) -> None:
+    report = load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    rejects = _table(conn, "SELECT line_number, reason, source_file FROM rejects ORDER BY line_number")
+    expected = [(line, reason) for line, reason in EXPECTED_LINES.items() if reason is not None]
+    assert [(line, reason) for line, reason, _ in rejects] == expected
+    assert {src for _, _, src in rejects} == {str(BAD_LINES)}
+    # Conservation, and the counts agree with the tables.
+    assert report.lines_read == len(EXPECTED_LINES)
+    assert report.lines_read == report.rows_loaded + report.rows_rejected
+    assert report.rows_rejected == len(expected)
+    assert sum(report.reject_reasons.values()) == report.rows_rejected
+    assert report.reject_reasons["non-finite plays"] == 2
+    reference = _reference_parse(BAD_LINES)
+    assert _plays_by_key(conn) == reference
+    assert report.n_plays == len(reference) == _table(conn, "SELECT count(*) FROM plays")[0][0]
+    assert report.duplicates_merged == report.rows_loaded - report.n_plays == 1
+    assert report.n_users == len({u for u, _ in reference})
+    assert report.n_artists == len({a for _, a in reference})
+
+
+def test_invalid_utf8_line_keeps_its_bytes_visible(conn: duckdb.DuckDBPyConnection) -> None:
+    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    (raw,) = _table(conn, "SELECT raw_line FROM rejects WHERE reason = 'invalid UTF-8'")[0]
+    assert "\\xff" in raw
+    names = {r[0] for r in _table(conn, "SELECT name FROM artists")}
+    assert "Café Tacvba" in names and 'Artist "Q"' in names
+    # "The X" and "X" are two artists, as written in the dataset.
+    assert {"The Arcade Fire", "Arcade Fire"} <= names
+
+
+def test_mbid_is_first_nonempty_and_ids_dense_sorted(conn: duckdb.DuckDBPyConnection) -> None:
+    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    mbid = dict(_table(conn, "SELECT artist_key, mbid FROM artists"))
+    assert mbid["Artist A"] == "m-a"
+    assert mbid["Artist B"] == "m-b"  # line 2 had no mbid, line 21 has one
+    assert mbid["Arcade Fire"] is None
+    for table, id_col, key_col in (("users", "user_id", "user_key"), ("artists", "artist_id", "artist_key")):
+        rows = _table(conn, f"SELECT {id_col}, {key_col} FROM {table} ORDER BY {id_col}")
+        assert [r[0] for r in rows] == list(range(len(rows)))
+        assert [r[1] for r in rows] == sorted(r[1] for r in rows)
+
+
+def test_crlf_file_loads_like_lf_file(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    lf = tmp_path / "lf.tsv"
+    crlf = tmp_path / "crlf.tsv"
+    body = "u1\tm\tA\t3\nu2\t\tB\t4\nu2\tm\tA\t1\n"
+    lf.write_bytes(body.encode())
+    crlf.write_bytes(body.replace("\n", "\r\n").encode())
+    report_lf = load_lastfm360k(conn, lf)
+    plays_lf = _plays_by_key(conn)
+    report_crlf = load_lastfm360k(conn, crlf)
+    assert _plays_by_key(conn) == plays_lf == {("u1", "A"): 3.0, ("u2", "B"): 4.0, ("u2", "A"): 1.0}
+    assert report_crlf.rows_rejected == report_lf.rows_rejected == 0
+
+
+def test_small_blocks_give_the_same_result(
+    conn: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    plays = _plays_by_key(conn)
+    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
+    monkeypatch.setattr(loaders, "_CHUNK_BYTES", 7)  # lines straddle every block boundary
+    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    assert _plays_by_key(conn) == plays
+    assert _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1") == rejects
+
+
+def test_synthetic_roundtrip_through_tsv_grows_interners(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # > 32K distinct 40-character user keys: the key tables and arenas must grow several times.
+    syn = generate_plays(n_users=40_000, n_artists=600, artists_per_user=2.0, seed=5)
+    user_keys = [f"{i:040x}" for i in range(syn.n_users)]
+    path = tmp_path / "syn.tsv"
+    with open(path, "w", encoding="utf-8") as f:
+        for u, a, p in zip(
+            syn.user_index.tolist(), syn.artist_index.tolist(), syn.plays.tolist(), strict=True
+        ):
+            f.write(f"{user_keys[u]}\tmbid-{a}\t{syn.artist_names[a]}\t{p}\n")
+    report = load_lastfm360k(conn, path)
+    assert report.rows_rejected == 0 and report.duplicates_merged == 0
+    expected = {
+        (user_keys[u], syn.artist_names[a]): float(p)
+        for u, a, p in zip(
+            syn.user_index.tolist(), syn.artist_index.tolist(), syn.plays.tolist(), strict=True
+        )
+    }
+    assert _plays_by_key(conn) == expected
+    mbid = dict(_table(conn, "SELECT artist_key, mbid FROM artists"))
+    assert all(mbid[syn.artist_names[a]] == f"mbid-{a}" for a in np.unique(syn.artist_index).tolist())
+
+
+def test_load_synthetic_ids_equal_generator_indices(conn: duckdb.DuckDBPyConnection) -> None:
+    syn = generate_plays(n_users=200, n_artists=300, artists_per_user=10, seed=2)
+    report = load_synthetic(conn, syn)
+    assert report.n_plays == syn.nnz and report.rows_loaded == syn.nnz
+    rows = np.array(_table(conn, "SELECT user_id, artist_id, plays FROM plays ORDER BY 1, 2"))
+    np.testing.assert_array_equal(rows[:, 0], syn.user_index)
+    np.testing.assert_array_equal(rows[:, 1], syn.artist_index)
+    np.testing.assert_array_equal(rows[:, 2], syn.plays)
+    names = [r[0] for r in _table(conn, "SELECT name FROM artists ORDER BY artist_id")]
+    assert names == syn.artist_names
+    assert report.n_artists == syn.n_artists
+    assert len(np.unique(syn.artist_index)) < syn.n_artists  # the case this test is about
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [(b"", "no data lines"), (b"\n \n", "none of 2 lines is valid"), (b"u\tm\ta\t0\n", "zero plays")],
+)
+def test_unusable_file_raises(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, content: bytes, match: str
+) -> None:
+    path = tmp_path / "plays.tsv"
+    path.write_bytes(content)
+    with pytest.raises(LoadError, match=match) as info:
+        load_lastfm360k(conn, path)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_raises_with_name(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.tsv"
+    with pytest.raises(LoadError, match="nope.tsv: file not found"):
+        load_lastfm360k(conn, missing)
+    with pytest.raises(LoadError, match="not a folder"):
+        load_hetrec(conn, missing)
+    with pytest.raises(LoadError, match="file not found"):
+        load_triples(conn, missing)
+
+
+def test_reject_fraction_exceeded_leaves_tables_intact(conn: duckdb.DuckDBPyConnection) -> None:
+    syn = generate_plays(n_users=50, n_artists=80, artists_per_user=5, seed=1)
+    load_synthetic(conn, syn)
+    before = {t: _table(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in ("users", "artists", "plays")}
+    with pytest.raises(LoadError, match="max_reject_fraction") as info:
+        load_lastfm360k(conn, BAD_LINES, max_reject_fraction=0.2)
+    assert "13 of 21 lines rejected" in str(info.value)
+    assert "wrong field count: 2 (first at line 4)" in str(info.value)
+    after = {t: _table(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in ("users", "artists", "plays")}
+    assert after == before
+    assert _table(conn, "SELECT count(*) FROM load_log")[0][0] == 1
+
+
+def test_failure_inside_transaction_rolls_back(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    syn = generate_plays(n_users=50, n_artists=80, artists_per_user=5, seed=1)
+    load_synthetic(conn, syn)
+    before = _table(conn, "SELECT * FROM plays ORDER BY ALL")
+    broken = tmp_path / "sql"
+    broken.mkdir()
+    shutil.copy(loaders.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
+    (broken / "load_finish.sql").write_text("INSERT INTO users SELECT * FROM no_such_table;")
+    monkeypatch.setattr(loaders, "sql_dir", lambda: broken)
+    with pytest.raises(duckdb.Error):
+        load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
+    assert _table(conn, "SELECT * FROM plays ORDER BY ALL") == before
+    assert not _table(
+        conn, "SELECT table_name FROM information_schema.tables WHERE table_name LIKE '\\_stage%' ESCAPE '\\'"
+    )
+
+
+def test_triples_csv_quoting_sniffing_and_bad_quotes(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        b'item;listener;count;note\r\nA;u1;3;x\r\n"B;b";u2;4.5;\r\n"C""c";"u1";"2";y\r\n'
+        b'D;u3;1\r\n"E;u3;1;q\r\nF"x;u3;1;q\r\nA;u1;1;z\r\n'
+    )
+    report = load_triples(
+        conn, path, user_column="listener", item_column="item", value_column="count", max_reject_fraction=1.0
+    )
+    assert report.lines_read == 7 and report.rows_loaded == 4 and report.duplicates_merged == 1
+    assert _plays_by_key(conn) == {("u1", "A"): 4.0, ("u2", "B;b"): 4.5, ("u1", 'C"c'): 2.0}
+    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
+    assert rejects == [(5, "wrong field count"), (6, "bad quoting"), (7, "bad quoting")]
+
+
+def test_triples_header_problems(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    header_only = tmp_path / "h.csv"
+    header_only.write_text("user,item,value\n")
+    with pytest.raises(LoadError, match="no data lines"):
+        load_triples(conn, header_only)
+    wrong = tmp_path / "w.csv"
+    wrong.write_text("u,i,v\n1,2,3\n")
+    with pytest.raises(LoadError, match="does not name all of the columns"):
+        load_triples(conn, wrong)
+    empty = tmp_path / "e.csv"
+    empty.write_text("")
+    with pytest.raises(LoadError, match="empty"):
+        load_triples(conn, empty)
+
+
+def test_triples_parquet(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    conn.execute(
+        "COPY (SELECT * FROM (VALUES ('u1', 'a', 3.0), ('u2', 'b', 0.0), ('u1', 'a', 2.0), (NULL, 'c', 1.0), "
+        "('u2', 'c', 'nan'::DOUBLE), ('u3', 'a', 1.5)) t(usr, itm, val)) TO '" + str(path) + "'"
+    )
+    report = load_triples(
+        conn, path, user_column="usr", item_column="itm", value_column="val", max_reject_fraction=1
+    )
+    assert (report.lines_read, report.rows_loaded, report.duplicates_merged) == (6, 3, 1)
+    assert _plays_by_key(conn) == {("u1", "a"): 5.0, ("u3", "a"): 1.5}
+    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
+    assert rejects == [(2, "zero plays"), (4, "empty user"), (5, "non-finite plays")]
+    with pytest.raises(LoadError, match="lack"):
+        load_triples(conn, path)
+
+
+@pytest.mark.skipif(not HETREC.is_dir(), reason="HetRec Last.fm-2k data not present")
+def test_hetrec_counts_match_the_files(conn: duckdb.DuckDBPyConnection) -> None:
+    report = load_hetrec(conn, HETREC)
+    lines = (HETREC / "user_artists.dat").read_text().splitlines()[1:]
+    triples = [line.split("\t") for line in lines]
+    assert report.lines_read == report.rows_loaded == len(triples)
+    assert report.n_users == len({t[0] for t in triples})
+    assert report.n_artists == len({t[1] for t in triples})
+    assert report.n_plays == len({(t[0], t[1]) for t in triples})
+    total = sum(float(t[2]) for t in triples)
+    assert _table(conn, "SELECT sum(plays) FROM plays")[0][0] == pytest.approx(total)
+    names = dict(
+        line.split("\t")[:2] for line in (HETREC / "artists.dat").read_text(encoding="utf-8").splitlines()[1:]
+    )
+    sample = _table(conn, "SELECT artist_key, name FROM artists USING SAMPLE 50 ROWS")
+    assert all(names[k] == n for k, n in sample)
+    # user ids follow the numeric order of the HetRec ids
+    keys = [int(r[0]) for r in _table(conn, "SELECT user_key FROM users ORDER BY user_id")]
+    assert keys == sorted(keys)
+    tagged = [ln.split("\t") for ln in (HETREC / "user_taggedartists.dat").read_text().splitlines()[1:]]
+    users, artists = {t[0] for t in triples}, {t[1] for t in triples}
+    kept = sum(1 for t in tagged if t[0] in users and t[1] in artists)
+    assert report.extra["tag_assignments_loaded"] == kept
+    assert report.extra["tag_assignments_left_out"] == len(tagged) - kept
+    tag_lines = (HETREC / "tags.dat").read_bytes().decode("latin-1").splitlines()[1:]
+    assert report.extra["tags_loaded"] == len(tag_lines)
+
+
+def test_fingerprint_cache_touch_and_folder(tmp_path: Path) -> None:
+    path = tmp_path / "data.tsv"
+    path.write_bytes(b"abc\n")
+    cache = tmp_path / "cache" / "fp.json"
+    first = file_fingerprint(path, cache)
+    assert first == file_fingerprint(path) and len(first) == 40
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # touch
+    assert file_fingerprint(path, cache) == first
+    # Same size, mtime and inode: the cached digest is reused without reading the file.
+    stat = path.stat()
+    path.write_bytes(b"xyz\n")
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_fingerprint(path, cache) == first
+    assert file_fingerprint(path) != first
+    folder = tmp_path / "hetrec"
+    folder.mkdir()
+    for name in loaders._HETREC_FILES:
+        (folder / name).write_text(name)
+    fp_folder = file_fingerprint(folder, cache)
+    (folder / "tags.dat").write_text("changed")
+    assert file_fingerprint(folder, cache) != fp_folder
