@@ -1,0 +1,743 @@
+"""Ranking metrics for implicit-feedback recommenders, over all users in one pass.
+
+Setting: a model scores every item for a user; the user's *candidates* are all items that are not in
+their train row (train items are never recommended). A user is *evaluated* when their test row has at
+least one item; ``P_u`` is the number of test items of user ``u`` and ``N_u = n_items - |train_u|`` the
+number of candidates. All averages "over users" are over evaluated users.
+
+Top-k metrics (from the ``k`` best candidates, best first; ``hit_u(i)`` = 1 if position ``i`` holds
+a test item). These follow implicit 0.7.3's ``ranking_metrics_at_k`` so numbers are comparable:
+
+* precision@k = sum_u hits_u / sum_u min(k, P_u)   (pooled over users, denominator min(k, P_u) as in
+  implicit, so a user with fewer than k test items can still reach 1)
+* recall@k = mean_u hits_u / P_u
+* MAP@k = mean_u [ sum_i hit_u(i) * hits_u(<=i) / (i + 1) ] / min(k, P_u)
+* NDCG@k = mean_u [ sum_i hit_u(i) / log2(i + 2) ] / [ sum_{j < min(k, P_u)} 1 / log2(j + 2) ]
+* coverage@k = |union of evaluated users' top-k lists| / n_items
+
+Full-ranking metrics (every candidate is ranked, nothing sampled). With ``s`` the user's scores, for a
+test item ``i`` let ``above_i = #{candidates j != i: s_j > s_i} + 0.5 * #{candidates j != i: s_j == s_i}``
+(ties count half: the expected position under a random tie-break, so a constant model scores 0.5):
+
+* rank_ui = above_i / (N_u - 1), the percentile position among candidates (0 = top, 1 = bottom)
+* MPR (Hu, Koren & Volinsky 2008) = sum r_ui * rank_ui / sum r_ui over all test pairs, ``r`` = test value
+  (e.g. plays); ``mpr_unweighted`` uses r = 1. Random scores give 0.5. Pairs with ``N_u = 1`` are skipped.
+* AUC_u = 1 - sum_{i in test_u} negabove_i / (P_u * (N_u - P_u)), where ``negabove_i`` counts only the
+  non-test candidates in ``above_i`` (test items are positives, every other candidate a negative);
+  AUC = mean_u AUC_u over users with at least one negative. This is the full AUC; implicit's ``auc`` is a
+  different, top-k-limited estimate (see :func:`evaluate_ranked_lists`).
+
+Ties in the top-k lists go to the lower item index.
+
+Speed: for factor models the score matrix is never materialised. Each numba thread takes a block of
+users, computes ``block_size x item_block_size`` score tiles with a single-threaded BLAS GEMM, and folds
+each tile, while it is in cache, into a size-k heap per user and into the counts ``negabove``: train and
+test items are overwritten with -inf in the tile, then one vectorised compare-and-count pass per test
+item. Test items' own scores are computed once up front and merged into the heap at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_assets.core.threads import blas_threads, numba_threads
+
+__all__ = [
+    "MetricsError",
+    "RankingReport",
+    "ScoreFn",
+    "TopKReport",
+    "evaluate_factors",
+    "evaluate_ranked_lists",
+    "evaluate_scores",
+    "popularity_scores",
+    "random_scores",
+]
+
+ScoreFn = Callable[[np.ndarray], np.ndarray]
+"""Maps user ids (int64, shape (B,)) to their scores for every item (float, shape (B, n_items))."""
+
+# Scores are validated finite, so NaN-free maths may be assumed; -inf marks excluded items, so "ninf"
+# must stay off.
+_FASTMATH = {"nnan", "nsz", "arcp", "contract", "reassoc"}
+
+
+class MetricsError(ValueError):
+    """Inputs to an evaluation are inconsistent (shapes, overlap of train and test, bad values)."""
+
+
+@dataclass(frozen=True)
+class RankingReport:
+    """Ranking quality of one model on one split; definitions in the module docstring.
+
+    ``n_users`` is the number of evaluated users (users with at least one test item).
+    """
+
+    k: int
+    n_users: int
+    precision: float
+    recall: float
+    map: float
+    ndcg: float
+    auc: float
+    mpr: float
+    mpr_unweighted: float
+    coverage: float
+
+    def as_dict(self) -> dict[str, float]:
+        """All fields as a flat ``{name: value}`` dict (``k`` and ``n_users`` as floats)."""
+        return {name: float(value) for name, value in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class TopKReport:
+    """Metrics that need only the top-k lists; ``auc_at_k`` is implicit 0.7.3's limited AUC."""
+
+    k: int
+    n_users: int
+    precision: float
+    recall: float
+    map: float
+    ndcg: float
+    auc_at_k: float
+    coverage: float
+
+    def as_dict(self) -> dict[str, float]:
+        """All fields as a flat ``{name: value}`` dict (``k`` and ``n_users`` as floats)."""
+        return {name: float(value) for name, value in asdict(self).items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# numba kernels
+
+
+@numba.njit(cache=True, inline="always")
+def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
+    """(s_a, i_a) ranks below (s_b, i_b): lower score, or the same score and a higher item index."""
+    return s_a < s_b or (s_a == s_b and i_a > i_b)
+
+
+@numba.njit(cache=True)
+def _sift_down(hs: np.ndarray, hi: np.ndarray, size: int) -> None:
+    """Restore the min-heap (worst entry at the root) of the first ``size`` entries after a root change."""
+    pos = 0
+    s = hs[0]
+    i = hi[0]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        if child + 1 < size and _worse(hs[child + 1], hi[child + 1], hs[child], hi[child]):
+            child += 1
+        if not _worse(hs[child], hi[child], s, i):
+            break
+        hs[pos] = hs[child]
+        hi[pos] = hi[child]
+        pos = child
+    hs[pos] = s
+    hi[pos] = i
+
+
+@numba.njit(cache=True, inline="always")
+def _mask(row: np.ndarray, j0: int, j1: int, indices: np.ndarray, cursor: int, end: int) -> int:
+    """Set the row's entries for the sorted ``indices[cursor:end]`` inside [j0, j1) to -inf.
+
+    Returns the advanced cursor (first index >= j1), so successive item tiles walk the row once.
+    """
+    while cursor < end and indices[cursor] < j1:
+        row[indices[cursor] - j0] = -np.inf
+        cursor += 1
+    return cursor
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _fold_row(
+    row: np.ndarray,
+    j0: int,
+    hs: np.ndarray,
+    hi: np.ndarray,
+    q: np.ndarray,
+    p0: int,
+    p1: int,
+    neg_above: np.ndarray,
+    neg_tied: np.ndarray,
+) -> None:
+    """Fold a masked score row for items [j0, j0 + len(row)) into one user's heap and counts.
+
+    Heap: candidates enter only when strictly better than the root; items arrive in increasing index
+    order, so equal scores keep the lower index. Counts: for each test entry p, how many (unmasked)
+    items score above and equal to ``q[p]``; skipped when the row maximum is below ``q[p]``.
+    """
+    w = row.size
+    k = hs.size
+    top = -np.inf
+    for c in range(w):
+        top = max(top, row[c])
+    threshold = hs[0]
+    if top > threshold:
+        for c in range(w):
+            s = row[c]
+            if s > threshold:
+                hs[0] = s
+                hi[0] = j0 + c
+                _sift_down(hs, hi, k)
+                threshold = hs[0]
+    for p in range(p0, p1):
+        qp = q[p]
+        if top >= qp:
+            above = 0
+            tied = 0
+            for c in range(w):
+                s = row[c]
+                above += s > qp
+                tied += s == qp
+            neg_above[p] += above
+            neg_tied[p] += tied
+
+
+@numba.njit(cache=True, parallel=True)
+def _fold_factor_tiles(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    users: np.ndarray,
+    tr_ptr: np.ndarray,
+    tr_idx: np.ndarray,
+    te_ptr: np.ndarray,
+    te_idx: np.ndarray,
+    q: np.ndarray,
+    block_size: int,
+    item_block_size: int,
+    top_s: np.ndarray,
+    top_i: np.ndarray,
+    neg_above: np.ndarray,
+    neg_tied: np.ndarray,
+) -> None:
+    """Score tiles ``user_factors[users] @ item_factors.T`` by BLAS, one thread per user block, and fold."""
+    n_eval = users.size
+    n_items, n_factors = item_factors.shape
+    n_blocks = (n_eval + block_size - 1) // block_size
+    for b in numba.prange(n_blocks):
+        e0 = b * block_size
+        m = min(block_size, n_eval - e0)
+        ub = np.empty((m, n_factors), dtype=np.float32)
+        tr_cur = np.empty(m, dtype=np.int64)
+        te_cur = np.empty(m, dtype=np.int64)
+        for r in range(m):
+            u = users[e0 + r]
+            ub[r] = user_factors[u]
+            tr_cur[r] = tr_ptr[u]
+            te_cur[r] = te_ptr[u]
+        buffer = np.empty(m * item_block_size, dtype=np.float32)
+        for j0 in range(0, n_items, item_block_size):
+            j1 = min(j0 + item_block_size, n_items)
+            tile = buffer[: m * (j1 - j0)].reshape((m, j1 - j0))
+            np.dot(ub, item_factors[j0:j1].T, tile)
+            for r in range(m):
+                e = e0 + r
+                u = users[e]
+                row = tile[r]
+                tr_cur[r] = _mask(row, j0, j1, tr_idx, tr_cur[r], tr_ptr[u + 1])
+                te_cur[r] = _mask(row, j0, j1, te_idx, te_cur[r], te_ptr[u + 1])
+                _fold_row(row, j0, top_s[e], top_i[e], q, te_ptr[u], te_ptr[u + 1], neg_above, neg_tied)
+
+
+@numba.njit(cache=True, parallel=True)
+def _fold_score_rows(
+    scores: np.ndarray,
+    e0: int,
+    users: np.ndarray,
+    tr_ptr: np.ndarray,
+    tr_idx: np.ndarray,
+    te_ptr: np.ndarray,
+    te_idx: np.ndarray,
+    q: np.ndarray,
+    top_s: np.ndarray,
+    top_i: np.ndarray,
+    neg_above: np.ndarray,
+    neg_tied: np.ndarray,
+) -> None:
+    """Fold full score rows (evaluated users ``e0 + r``) into heaps and counts; rows are overwritten."""
+    n_items = scores.shape[1]
+    for r in numba.prange(scores.shape[0]):
+        e = e0 + r
+        u = users[e]
+        row = scores[r]
+        for p in range(te_ptr[u], te_ptr[u + 1]):
+            q[p] = row[te_idx[p]]
+        _mask(row, 0, n_items, tr_idx, tr_ptr[u], tr_ptr[u + 1])
+        _mask(row, 0, n_items, te_idx, te_ptr[u], te_ptr[u + 1])
+        _fold_row(row, 0, top_s[e], top_i[e], q, te_ptr[u], te_ptr[u + 1], neg_above, neg_tied)
+
+
+@numba.njit(cache=True, parallel=True)
+def _test_scores(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    users: np.ndarray,
+    te_ptr: np.ndarray,
+    te_idx: np.ndarray,
+) -> np.ndarray:
+    """Score of every test entry, ``q[p] = user_factors[u] . item_factors[te_idx[p]]`` (float32)."""
+    q = np.empty(te_idx.size, dtype=np.float32)
+    for e in numba.prange(users.size):
+        u = users[e]
+        for p in range(te_ptr[u], te_ptr[u + 1]):
+            q[p] = np.dot(user_factors[u], item_factors[te_idx[p]])
+    return q
+
+
+@numba.njit(cache=True, parallel=True)
+def _finish_heaps(
+    users: np.ndarray,
+    te_ptr: np.ndarray,
+    te_idx: np.ndarray,
+    q: np.ndarray,
+    top_s: np.ndarray,
+    top_i: np.ndarray,
+) -> None:
+    """Merge each user's test items into their heap, then sort every heap best-first (in place)."""
+    k = top_s.shape[1]
+    for e in numba.prange(users.size):
+        u = users[e]
+        hs = top_s[e]
+        hi = top_i[e]
+        for p in range(te_ptr[u], te_ptr[u + 1]):
+            if _worse(hs[0], hi[0], q[p], te_idx[p]):
+                hs[0] = q[p]
+                hi[0] = te_idx[p]
+                _sift_down(hs, hi, k)
+        # Heapsort: moving the root (the worst) behind the shrinking heap leaves the row best-first.
+        for size in range(k - 1, 0, -1):
+            s = hs[0]
+            i = hi[0]
+            hs[0] = hs[size]
+            hi[0] = hi[size]
+            hs[size] = s
+            hi[size] = i
+            _sift_down(hs, hi, size)
+
+
+@numba.njit(cache=True, parallel=True)
+def _list_metrics(
+    recommended: np.ndarray, users: np.ndarray, te_ptr: np.ndarray, te_idx: np.ndarray, k: int, n_items: int
+) -> np.ndarray:
+    """Per evaluated user: hits, AP, NDCG and implicit's limited AUC of the first ``k`` list entries.
+
+    Returns (n_eval, 4) float64 columns: hits, ap / min(k, P), ndcg, auc_at_k.
+    """
+    out = np.zeros((users.size, 4))
+    discount = 1.0 / np.log2(np.arange(2, k + 2).astype(np.float64))
+    for e in numba.prange(users.size):
+        u = users[e]
+        test = te_idx[te_ptr[u] : te_ptr[u + 1]]
+        n_pos = test.size
+        n_neg = n_items - n_pos
+        hits = 0.0
+        misses = 0.0
+        ap = 0.0
+        dcg = 0.0
+        auc = 0.0
+        for i in range(k):
+            item = recommended[e, i]
+            j = np.searchsorted(test, item)
+            if item >= 0 and j < n_pos and test[j] == item:
+                hits += 1.0
+                ap += hits / (i + 1)
+                dcg += discount[i]
+            else:
+                misses += 1.0
+                auc += hits
+        # implicit 0.7.3: positives below the list are credited as if ranked mid-way among the negatives.
+        auc += (hits + n_pos) / 2.0 * (n_neg - misses)
+        cutoff = min(k, n_pos)
+        out[e, 0] = hits
+        out[e, 1] = ap / cutoff
+        out[e, 2] = dcg / discount[:cutoff].sum()
+        out[e, 3] = auc / (n_pos * n_neg) if n_neg > 0 else np.nan
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _rank_metrics(
+    users: np.ndarray,
+    tr_ptr: np.ndarray,
+    te_ptr: np.ndarray,
+    q: np.ndarray,
+    neg_above: np.ndarray,
+    neg_tied: np.ndarray,
+    n_items: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-user full AUC (NaN without negatives) and per-test-entry percentile rank (NaN if N_u = 1)."""
+    auc = np.full(users.size, np.nan)
+    rank = np.full(q.size, np.nan)
+    for e in numba.prange(users.size):
+        u = users[e]
+        p0 = te_ptr[u]
+        p1 = te_ptr[u + 1]
+        n_pos = p1 - p0
+        n_cand = n_items - (tr_ptr[u + 1] - tr_ptr[u])
+        n_neg = n_cand - n_pos
+        neg_sum = 0.0
+        for p in range(p0, p1):
+            neg = neg_above[p] + 0.5 * neg_tied[p]
+            neg_sum += neg
+            pos = 0.0
+            for p2 in range(p0, p1):
+                if p2 != p:
+                    if q[p2] > q[p]:
+                        pos += 1.0
+                    elif q[p2] == q[p]:
+                        pos += 0.5
+            if n_cand > 1:
+                rank[p] = (neg + pos) / (n_cand - 1)
+        if n_neg > 0:
+            auc[e] = 1.0 - neg_sum / (n_pos * n_neg)
+    return auc, rank
+
+
+@numba.njit(cache=True, parallel=True)
+def _overlap(tr_ptr: np.ndarray, tr_idx: np.ndarray, te_ptr: np.ndarray, te_idx: np.ndarray) -> int:
+    """Number of (user, item) pairs stored in both train and test (rows have sorted indices)."""
+    total = 0
+    for u in numba.prange(tr_ptr.size - 1):
+        a = tr_ptr[u]
+        b = te_ptr[u]
+        while a < tr_ptr[u + 1] and b < te_ptr[u + 1]:
+            if tr_idx[a] < te_idx[b]:
+                a += 1
+            elif tr_idx[a] > te_idx[b]:
+                b += 1
+            else:
+                total += 1
+                a += 1
+                b += 1
+    return total
+
+
+@numba.njit(cache=True, parallel=True)
+def _random_block(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:
+    """Uniform [0, 1) float32 scores from a counter-based hash of (seed, user, item) (splitmix64)."""
+    out = np.empty((users.size, n_items), dtype=np.float32)
+    for r in numba.prange(users.size):
+        base = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(users[r]) * np.uint64(n_items)
+        for j in range(n_items):
+            z = base + np.uint64(j) * np.uint64(0x9E3779B97F4A7C15)
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            z = z ^ (z >> np.uint64(31))
+            # Top 24 bits: every value is exactly representable in float32.
+            out[r, j] = np.float32(z >> np.uint64(40)) * np.float32(1.0 / 16777216.0)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# validation and orchestration
+
+
+@dataclass(frozen=True)
+class _Interactions:
+    """Train/test in the index form the kernels take, plus the evaluated users."""
+
+    n_users: int
+    n_items: int
+    tr_ptr: np.ndarray
+    tr_idx: np.ndarray
+    te_ptr: np.ndarray
+    te_idx: np.ndarray
+    te_val: np.ndarray
+    users: np.ndarray
+
+
+def _as_csr(name: str, X: object) -> sp.csr_matrix:
+    if not sp.issparse(X) or X.ndim != 2:
+        raise TypeError(f"{name} must be a 2-D scipy sparse matrix, got {type(X).__name__}")
+    X = sp.csr_matrix(X)
+    if not X.has_canonical_format:
+        X = X.copy()
+        X.sum_duplicates()
+    return X
+
+
+def _interactions(train: object, test: object) -> _Interactions:
+    train = _as_csr("train", train)
+    test = _as_csr("test", test)
+    if train.shape != test.shape:
+        raise MetricsError(f"train has shape {train.shape} but test has {test.shape}; they must match")
+    te_val = test.data.astype(np.float64)
+    if not np.isfinite(te_val).all() or (te_val < 0).any():
+        raise MetricsError("test values weight the MPR and must be finite and >= 0")
+    tr_ptr = train.indptr.astype(np.int64)
+    tr_idx = train.indices.astype(np.int32)
+    te_ptr = test.indptr.astype(np.int64)
+    te_idx = test.indices.astype(np.int32)
+    shared = _overlap(tr_ptr, tr_idx, te_ptr, te_idx)
+    if shared:
+        raise MetricsError(
+            f"train and test share {shared} (user, item) pairs; evaluate on a disjoint split "
+            "(recsys_assets.core.split)"
+        )
+    users = np.flatnonzero(np.diff(te_ptr) > 0).astype(np.int64)
+    if users.size == 0:
+        raise MetricsError("test has no interactions, so no user can be evaluated")
+    return _Interactions(*train.shape, tr_ptr, tr_idx, te_ptr, te_idx, te_val, users)
+
+
+def _check_k(k: int, n_items: int) -> int:
+    if isinstance(k, bool) or int(k) != k or not 1 <= k <= n_items:
+        raise MetricsError(f"k must be an integer in [1, n_items={n_items}], got {k!r}")
+    return int(k)
+
+
+def _as_factors(name: str, x: object, rows: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise TypeError(f"{name} must be a 2-D numpy array, got {type(x).__name__}")
+    if x.shape[0] != rows:
+        raise MetricsError(f"{name} has {x.shape[0]} rows but the interaction matrix needs {rows}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise MetricsError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def _report(
+    data: _Interactions,
+    k: int,
+    top_i: np.ndarray,
+    q: np.ndarray,
+    neg_above: np.ndarray,
+    neg_tied: np.ndarray,
+) -> RankingReport:
+    lists = _topk_report(top_i, data.users, data.te_ptr, data.te_idx, k, data.n_items)
+    auc, rank = _rank_metrics(data.users, data.tr_ptr, data.te_ptr, q, neg_above, neg_tied, data.n_items)
+    ranked = ~np.isnan(rank)
+    weights = data.te_val[ranked]
+    return RankingReport(
+        k=k,
+        n_users=lists.n_users,
+        precision=lists.precision,
+        recall=lists.recall,
+        map=lists.map,
+        ndcg=lists.ndcg,
+        auc=float(np.nanmean(auc)) if (~np.isnan(auc)).any() else float("nan"),
+        mpr=float(weights @ rank[ranked] / weights.sum()) if weights.sum() > 0 else float("nan"),
+        mpr_unweighted=float(rank[ranked].mean()) if ranked.any() else float("nan"),
+        coverage=lists.coverage,
+    )
+
+
+def _topk_report(
+    recommended: np.ndarray, users: np.ndarray, te_ptr: np.ndarray, te_idx: np.ndarray, k: int, n_items: int
+) -> TopKReport:
+    per_user = _list_metrics(recommended, users, te_ptr, te_idx, k, n_items)
+    n_pos = np.diff(te_ptr)[users].astype(np.float64)
+    shown = recommended[:, :k]
+    auc_at_k = per_user[:, 3]
+    return TopKReport(
+        k=k,
+        n_users=int(users.size),
+        precision=float(per_user[:, 0].sum() / np.minimum(k, n_pos).sum()),
+        recall=float((per_user[:, 0] / n_pos).mean()),
+        map=float(per_user[:, 1].mean()),
+        ndcg=float(per_user[:, 2].mean()),
+        auc_at_k=float(np.nanmean(auc_at_k)) if (~np.isnan(auc_at_k)).any() else float("nan"),
+        coverage=float(np.unique(shown[shown >= 0]).size / n_items),
+    )
+
+
+def _new_state(data: _Interactions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    top_s = np.full((data.users.size, k), -np.inf, dtype=np.float32)
+    top_i = np.full((data.users.size, k), -1, dtype=np.int32)
+    neg_above = np.zeros(data.te_idx.size, dtype=np.int64)
+    neg_tied = np.zeros(data.te_idx.size, dtype=np.int64)
+    return top_s, top_i, neg_above, neg_tied
+
+
+def evaluate_factors(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    train: sp.spmatrix | sp.sparray,
+    test: sp.spmatrix | sp.sparray,
+    k: int = 10,
+    threads: int | None = None,
+    block_size: int = 128,
+    item_block_size: int = 2048,
+) -> RankingReport:
+    """Evaluate the dot-product model ``score[u, i] = user_factors[u] . item_factors[i]`` on a split.
+
+    Computes every metric in the module docstring over all users with a test item, ranking each user's
+    full candidate set (all non-train items) in float32. Memory beyond the inputs: the top-k lists,
+    a few counters per test entry, and one ``block_size x item_block_size`` float32 tile per thread.
+
+    Args:
+        user_factors: (n_users, f) float array (used as float32).
+        item_factors: (n_items, f) float array (used as float32).
+        train: (n_users, n_items) sparse; its stored entries are excluded from each user's ranking.
+        test: (n_users, n_items) sparse, disjoint from train; stored entries are the positives and their
+            values (>= 0) the MPR weights.
+        k: list length for the top-k metrics, 1 <= k <= n_items.
+        threads: numba threads (each runs its own single-threaded GEMMs); None = all cores.
+        block_size: users per score tile.
+        item_block_size: items per score tile.
+    """
+    data = _interactions(train, test)
+    k = _check_k(k, data.n_items)
+    user_factors = _as_factors("user_factors", user_factors, data.n_users)
+    item_factors = _as_factors("item_factors", item_factors, data.n_items)
+    if user_factors.shape[1] != item_factors.shape[1]:
+        raise MetricsError(
+            f"user_factors have {user_factors.shape[1]} columns but item_factors {item_factors.shape[1]}"
+        )
+    if block_size < 1 or item_block_size < 1:
+        raise MetricsError(f"block sizes must be positive, got {block_size}, {item_block_size}")
+    top_s, top_i, neg_above, neg_tied = _new_state(data, k)
+    with numba_threads(threads):
+        q = _test_scores(user_factors, item_factors, data.users, data.te_ptr, data.te_idx)
+        _fold_factor_tiles(
+            user_factors,
+            item_factors,
+            data.users,
+            data.tr_ptr,
+            data.tr_idx,
+            data.te_ptr,
+            data.te_idx,
+            q,
+            int(block_size),
+            int(min(item_block_size, data.n_items)),
+            top_s,
+            top_i,
+            neg_above,
+            neg_tied,
+        )
+        _finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
+        return _report(data, k, top_i, q, neg_above, neg_tied)
+
+
+def evaluate_scores(
+    score_fn: ScoreFn,
+    train: sp.spmatrix | sp.sparray,
+    test: sp.spmatrix | sp.sparray,
+    k: int = 10,
+    threads: int | None = None,
+    block_size: int = 256,
+) -> RankingReport:
+    """Evaluate any model given as ``score_fn(user_ids) -> (len(user_ids), n_items)`` scores.
+
+    Same metrics, candidate sets, tie rules and kernel as :func:`evaluate_factors` (only where the score
+    rows come from differs), so baselines and factor models are comparable. ``score_fn`` is called on
+    consecutive blocks of at most ``block_size`` evaluated users (ascending ids) under ``threads`` BLAS
+    threads; its rows are copied to float32 and must be finite.
+    """
+    data = _interactions(train, test)
+    k = _check_k(k, data.n_items)
+    if block_size < 1:
+        raise MetricsError(f"block_size must be positive, got {block_size}")
+    top_s, top_i, neg_above, neg_tied = _new_state(data, k)
+    q = np.zeros(data.te_idx.size, dtype=np.float32)
+    for e0 in range(0, data.users.size, block_size):
+        block = data.users[e0 : e0 + block_size]
+        with blas_threads(threads):
+            scores = np.array(score_fn(block), dtype=np.float32, order="C", copy=True)
+        if scores.shape != (block.size, data.n_items):
+            raise MetricsError(
+                f"score_fn returned shape {scores.shape} for {block.size} users; "
+                f"expected ({block.size}, {data.n_items})"
+            )
+        if not np.isfinite(scores).all():
+            raise MetricsError("score_fn returned NaN or infinite scores")
+        with numba_threads(threads):
+            _fold_score_rows(
+                scores,
+                e0,
+                data.users,
+                data.tr_ptr,
+                data.tr_idx,
+                data.te_ptr,
+                data.te_idx,
+                q,
+                top_s,
+                top_i,
+                neg_above,
+                neg_tied,
+            )
+    with numba_threads(threads):
+        _finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
+        return _report(data, k, top_i, q, neg_above, neg_tied)
+
+
+def popularity_scores(train: sp.spmatrix | sp.sparray) -> np.ndarray:
+    """Popularity baseline: item score = number of distinct train users with a stored entry for it.
+
+    Returns (n_items,) float32. Evaluate it as a rank-1 factor model, which is exact (1.0 * count):
+    ``evaluate_factors(np.ones((n_users, 1)), popularity_scores(train)[:, None], train, test)``, or via
+    :func:`evaluate_scores` with a function that repeats the row; both give the same report.
+    """
+    train = _as_csr("train", train)
+    return np.bincount(train.indices, minlength=train.shape[1]).astype(np.float32)
+
+
+def random_scores(n_items: int, seed: int = 0) -> ScoreFn:
+    """Random baseline for :func:`evaluate_scores`: i.i.d. uniform [0, 1) scores per (user, item).
+
+    Scores come from a counter-based hash of ``(seed, user, item)``, so they do not depend on how
+    users are blocked or on the thread count. Values are multiples of 2**-24, so ties occur and are
+    handled by the half-credit rule. Expected MPR and AUC are 0.5.
+    """
+    if n_items < 1:
+        raise MetricsError(f"n_items must be positive, got {n_items}")
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return _random_block(np.asarray(users, dtype=np.int64), int(n_items), int(seed))
+
+    return score
+
+
+def evaluate_ranked_lists(
+    recommended: np.ndarray, test: sp.spmatrix | sp.sparray, k: int = 10, threads: int | None = None
+) -> TopKReport:
+    """Top-k metrics of given recommendation lists (for lists produced elsewhere, e.g. by implicit).
+
+    Args:
+        recommended: (n_users, >= k) int array; row u is user u's list, best first; entries < 0 mean
+            "no item" and count as misses. Only the first ``k`` columns are used; rows of users without
+            test items are ignored. The lists are taken as given (no train filtering here).
+        test: (n_users, n_items) sparse; stored entries are the positives.
+        k: cutoff.
+        threads: numba threads.
+
+    Returns:
+        TopKReport with precision, recall, MAP, NDCG, coverage as in the module docstring and
+        ``auc_at_k``, implicit 0.7.3's limited AUC: walking the list, each non-test entry earns the
+        number of test items above it; then ``(hits + P) / 2 * (n_items - P - misses)`` is added and the
+        sum divided by ``P * (n_items - P)``. Note its negatives include train items (n_items - P), so it
+        is not the full AUC reported by :func:`evaluate_factors`.
+    """
+    test = _as_csr("test", test)
+    n_users, n_items = test.shape
+    recommended = np.asarray(recommended)
+    if (
+        recommended.ndim != 2
+        or recommended.shape[0] != n_users
+        or not np.issubdtype(recommended.dtype, np.integer)
+    ):
+        raise MetricsError(
+            f"recommended must be an integer array of shape ({n_users}, >= k), got "
+            f"{recommended.dtype} {recommended.shape}"
+        )
+    k = _check_k(k, n_items)
+    if recommended.shape[1] < k:
+        raise MetricsError(f"recommended has {recommended.shape[1]} columns, fewer than k={k}")
+    if recommended.size and recommended.max() >= n_items:
+        raise MetricsError(f"recommended holds item ids >= n_items={n_items}")
+    te_ptr = test.indptr.astype(np.int64)
+    te_idx = test.indices.astype(np.int32)
+    users = np.flatnonzero(np.diff(te_ptr) > 0).astype(np.int64)
+    if users.size == 0:
+        raise MetricsError("test has no interactions, so no user can be evaluated")
+    lists = np.ascontiguousarray(recommended[users, :k], dtype=np.int32)
+    with numba_threads(threads):
+        return _topk_report(lists, users, te_ptr, te_idx, k, n_items)
