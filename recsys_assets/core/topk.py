@@ -1,0 +1,276 @@
+"""Exact top-k by inner product and cosine, blocked so memory stays bounded.
+
+The score matrix ``queries @ items.T`` is never materialised: it is computed one tile
+(``block_rows`` queries x ``block_cols`` items) at a time with BLAS, and a numba kernel folds each tile
+into one small min-heap of size ``k`` per query. The heap root is the current k-th best score, so almost
+every candidate is rejected by a single comparison (the cheap pre-filter); only the few that beat it pay
+for a heap update.
+
+Ties are broken by the lower item index: tiles are visited in increasing item order, so a candidate that
+merely equals the current k-th best score always has a higher index than it and is rejected.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from scipy.sparse import csr_matrix, issparse
+
+from recsys_assets.core.threads import blas_threads, numba_threads
+
+__all__ = ["cosine_topk", "normalize_rows", "topk_dot"]
+
+
+@numba.njit(cache=True, inline="always")
+def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
+    """(s_a, i_a) ranks below (s_b, i_b): lower score, or equal score and higher index."""
+    return s_a < s_b or (s_a == s_b and i_a > i_b)
+
+
+@numba.njit(cache=True)
+def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
+    """Restore the min-heap (worst entry at the root) below ``pos`` for the first ``size`` entries."""
+    s = hs[pos]
+    i = hi[pos]
+    while True:
+        child = 2 * pos + 1
+        if child >= size:
+            break
+        right = child + 1
+        if right < size and _worse(hs[right], hi[right], hs[child], hi[child]):
+            child = right
+        if not _worse(hs[child], hi[child], s, i):
+            break
+        hs[pos] = hs[child]
+        hi[pos] = hi[child]
+        pos = child
+    hs[pos] = s
+    hi[pos] = i
+
+
+@numba.njit(cache=True, parallel=True)
+def _fold_tile(
+    tile: np.ndarray,
+    row0: int,
+    col0: int,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
+    ex_indptr: np.ndarray,
+    ex_indices: np.ndarray,
+    ex_cursor: np.ndarray,
+    exclude_self: bool,
+) -> None:
+    """Fold the score tile for queries ``row0 + r`` and items ``col0 + c`` into the per-query heaps.
+
+    Excluded items are overwritten with -inf in the tile, which the strict ``>`` test never admits.
+    ``ex_cursor[r]`` walks the (sorted) excluded items of query ``row0 + r`` across successive tiles.
+    """
+    nb, mb = tile.shape
+    k = heap_s.shape[1]
+    col1 = col0 + mb
+    for r in numba.prange(nb):
+        row = tile[r]
+        q = row0 + r
+        pos = ex_cursor[q]
+        end = ex_indptr[q + 1]
+        while pos < end and ex_indices[pos] < col1:
+            row[ex_indices[pos] - col0] = -np.inf
+            pos += 1
+        ex_cursor[q] = pos
+        if exclude_self and col0 <= q < col1:
+            row[q - col0] = -np.inf
+        hs = heap_s[q]
+        hi = heap_i[q]
+        threshold = hs[0]
+        for c in range(mb):
+            s = row[c]
+            if s > threshold:
+                hs[0] = s
+                hi[0] = col0 + c
+                _sift_down(hs, hi, 0, k)
+                threshold = hs[0]
+
+
+@numba.njit(cache=True, parallel=True)
+def _sort_heaps(heap_s: np.ndarray, heap_i: np.ndarray) -> None:
+    """Turn every row's heap into a best-first list in place (heapsort); empty slots become index -1."""
+    n, k = heap_s.shape
+    for q in numba.prange(n):
+        hs = heap_s[q]
+        hi = heap_i[q]
+        # Popping the root (the worst) to the end of the shrinking heap leaves the row best-first.
+        for size in range(k - 1, 0, -1):
+            s = hs[0]
+            i = hi[0]
+            hs[0] = hs[size]
+            hi[0] = hi[size]
+            hs[size] = s
+            hi[size] = i
+            _sift_down(hs, hi, 0, size)
+        for t in range(k):
+            if hs[t] == -np.inf:
+                hi[t] = -1
+
+
+def _as_factor_matrix(name: str, x: np.ndarray) -> np.ndarray:
+    if not isinstance(x, np.ndarray) or x.ndim != 2:
+        raise TypeError(f"{name} must be a 2-D numpy array, got {type(x).__name__} {getattr(x, 'shape', '')}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or infinite values; clean the factors before ranking")
+    return x
+
+
+def topk_dot(
+    queries: np.ndarray,
+    items: np.ndarray,
+    k: int,
+    exclude: csr_matrix | None = None,
+    exclude_self: bool = False,
+    block_rows: int = 4096,
+    block_cols: int = 8192,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` items per query by inner product ``score[q, i] = queries[q] @ items[i]``.
+
+    Parameters
+    ----------
+    queries : (n, f) float array (converted to float32).
+    items : (m, f) float array (converted to float32).
+    k : number of items to return per query, ``k >= 1``.
+    exclude : optional (n, m) sparse matrix; its stored entries (any value) are items removed from that
+        query's candidates, e.g. the artists a user already played.
+    exclude_self : remove item ``q`` from query row ``q`` (item-item lists where ``queries`` are the items).
+    block_rows, block_cols : tile shape; memory beyond the outputs is ``block_rows * block_cols`` float32.
+    threads : threads for both the BLAS products and the numba selection (they alternate, never nest).
+
+    Returns
+    -------
+    indices : (n, k) int32, best first; ties go to the lower item index.
+    scores : (n, k) float32, matching inner products.
+    Rows with fewer than ``k`` candidates are padded with index -1 and score ``-inf``.
+    """
+    queries = _as_factor_matrix("queries", queries)
+    items = _as_factor_matrix("items", items)
+    n, m = queries.shape[0], items.shape[0]
+    if queries.shape[1] != items.shape[1]:
+        raise ValueError(
+            f"queries have {queries.shape[1]} factors but items have {items.shape[1]}; they must match"
+        )
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if block_rows < 1 or block_cols < 1:
+        raise ValueError(f"block_rows and block_cols must be positive, got {block_rows}, {block_cols}")
+    k = int(k)
+    if exclude is not None:
+        if not issparse(exclude):
+            raise TypeError(f"exclude must be a scipy sparse matrix, got {type(exclude).__name__}")
+        if exclude.shape != (n, m):
+            raise ValueError(f"exclude has shape {exclude.shape}, expected (n_queries, n_items) = {(n, m)}")
+        exclude = csr_matrix(exclude)
+        if not exclude.has_sorted_indices:
+            exclude = exclude.sorted_indices()
+        ex_indptr = exclude.indptr.astype(np.int64)
+        ex_indices = exclude.indices.astype(np.int64)
+    else:
+        ex_indptr = np.zeros(n + 1, dtype=np.int64)
+        ex_indices = np.zeros(0, dtype=np.int64)
+    ex_cursor = ex_indptr[:-1].copy()
+
+    heap_s = np.full((n, k), -np.inf, dtype=np.float32)
+    heap_i = np.full((n, k), -1, dtype=np.int32)
+    rows_per_tile = min(block_rows, max(n, 1))
+    cols_per_tile = min(block_cols, max(m, 1))
+    buffer = np.empty(rows_per_tile * cols_per_tile, dtype=np.float32)
+    for r0 in range(0, n, rows_per_tile):
+        r1 = min(r0 + rows_per_tile, n)
+        for c0 in range(0, m, cols_per_tile):
+            c1 = min(c0 + cols_per_tile, m)
+            # A contiguous prefix of the buffer, so matmul writes straight into it through BLAS.
+            tile = buffer[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
+            with blas_threads(threads):
+                np.matmul(queries[r0:r1], items[c0:c1].T, out=tile)
+            with numba_threads(threads):
+                _fold_tile(tile, r0, c0, heap_s, heap_i, ex_indptr, ex_indices, ex_cursor, exclude_self)
+    with numba_threads(threads):
+        _sort_heaps(heap_s, heap_i)
+    return heap_i, heap_s
+
+
+def normalize_rows(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm, ``v / ||v||``; all-zero rows stay zero. (n, f) -> (n, f) float32."""
+    vectors = _as_factor_matrix("vectors", vectors)
+    norms = np.linalg.norm(vectors, axis=1)
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return vectors * scale[:, None].astype(np.float32)
+
+
+def cosine_topk(
+    vectors: np.ndarray,
+    k: int,
+    exclude_self: bool = True,
+    query_ids: np.ndarray | None = None,
+    block_rows: int = 4096,
+    block_cols: int = 8192,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` neighbours by cosine similarity ``v_q . v_i / (||v_q|| ||v_i||)`` among rows of ``vectors``.
+
+    Parameters
+    ----------
+    vectors : (m, f) float array, one row per item.
+    k : neighbours per query.
+    exclude_self : a query is never its own neighbour.
+    query_ids : optional int array (n,) of the rows to query (default: all ``m`` rows, ``n = m``).
+    block_rows, block_cols, threads : as in :func:`topk_dot`.
+
+    Returns
+    -------
+    indices : (n, k) int32 item rows, best first (ties: lower index); scores : (n, k) float32 cosines.
+
+    All-zero rows have no direction: they are never returned as neighbours and, as queries, get no
+    neighbours. Missing slots are index -1, score ``-inf``.
+    """
+    unit = normalize_rows(vectors)
+    m = unit.shape[0]
+    if query_ids is None:
+        query_ids = np.arange(m, dtype=np.int64)
+    else:
+        query_ids = np.asarray(query_ids)
+        if query_ids.ndim != 1 or not np.issubdtype(query_ids.dtype, np.integer):
+            raise TypeError("query_ids must be a 1-D integer array of row numbers")
+        if query_ids.size and (query_ids.min() < 0 or query_ids.max() >= m):
+            raise ValueError(f"query_ids must lie in [0, {m}); got values outside")
+        query_ids = query_ids.astype(np.int64)
+    n = query_ids.size
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+
+    nonzero = np.flatnonzero(unit.any(axis=1))
+    # Position of every row inside the compacted non-zero set, -1 for zero rows.
+    compact = np.full(m, -1, dtype=np.int64)
+    compact[nonzero] = np.arange(nonzero.size)
+    live = np.flatnonzero(compact[query_ids] >= 0)
+    exclude = None
+    if exclude_self:
+        exclude = csr_matrix(
+            (np.ones(live.size, dtype=np.float32), (np.arange(live.size), compact[query_ids[live]])),
+            shape=(live.size, nonzero.size),
+        )
+
+    indices = np.full((n, int(k)), -1, dtype=np.int32)
+    scores = np.full((n, int(k)), -np.inf, dtype=np.float32)
+    if live.size and nonzero.size:
+        sub_idx, sub_scores = topk_dot(
+            unit[query_ids[live]],
+            unit[nonzero],
+            k,
+            exclude=exclude,
+            block_rows=block_rows,
+            block_cols=block_cols,
+            threads=threads,
+        )
+        found = sub_idx >= 0
+        indices[live] = np.where(found, nonzero[np.maximum(sub_idx, 0)], -1)
+        scores[live] = sub_scores
+    return indices, scores
