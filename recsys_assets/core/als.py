@@ -1,0 +1,484 @@
+"""Implicit-feedback alternating least squares (Hu, Koren & Volinsky 2008).
+
+Model. ``confidence`` is a users x items sparse matrix holding the confidence ``c_ui > 0`` of every
+observed pair; an observed pair has preference ``p_ui = 1``, every unobserved pair has ``c_ui = 1`` and
+``p_ui = 0``. ALS minimises
+
+    L(X, Y) = sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (sum_u |x_u|^2 + sum_i |y_i|^2)
+
+by solving, in turn, every user row given the item factors and every item row given the user factors.
+With the other side ``Y`` fixed, row ``u`` solves the normal equations
+
+    (Y^T Y + lambda I + sum_{i in obs(u)} (c_ui - 1) y_i y_i^T) x_u = sum_{i in obs(u)} c_ui y_i
+
+either exactly (Cholesky) or approximately with a few conjugate-gradient steps warm-started from the
+row's current factors (Takacs, Pilaszy & Tikk 2011). The CG matrix-vector product never forms the
+f x f matrix: it is ``G p + sum_i (c_ui - 1) (y_i . p) y_i`` with ``G = Y^T Y + lambda I`` computed once
+per half-step, so one step costs O(f^2 + nnz_u f).
+
+Algorithm, initialisation (uniform [0, 0.01) from ``numpy.random.default_rng(seed)``, users then
+items), CG stopping rule and loss normalisation follow ``implicit`` 0.7.3's CPU ALS, so factors and
+losses are directly comparable with it. Kernels are numba ``prange`` loops over blocks of rows of
+balanced work; every row is computed independently and in a fixed order, so results do not depend on
+the thread count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from recsys_assets.core.threads import numba_threads
+
+Solver = Literal["cg", "cholesky"]
+
+# implicit's CG stops when the squared residual norm falls below this; matching it keeps the
+# number of steps, hence the factors, comparable.
+_CG_TOLERANCE = np.float32(1e-20)
+# Blocks of rows handed to the thread pool per thread: enough that dynamic scheduling evens out
+# skewed rows (Zipf-popular items) and other load on the machine, few enough that the per-block
+# scratch allocation is negligible.
+_BLOCKS_PER_THREAD = 64
+
+
+class AlsInputError(ValueError):
+    """An input to ALS (matrix, factors or a parameter) is not usable."""
+
+
+class AlsNumericalError(ArithmeticError):
+    """The exact solver met a normal-equation matrix that is not positive definite."""
+
+
+@dataclass
+class AlsResult:
+    """Factors of a fitted model and its training curve.
+
+    ``user_factors`` is float32 ``(n_users, factors)``, ``item_factors`` float32 ``(n_items, factors)``;
+    a user's score for an item is ``user_factors[u] @ item_factors[i]``. ``loss[k]`` is the training
+    loss (:func:`als_loss`) after iteration ``k`` (empty when the loss was not computed) and
+    ``seconds[k]`` the wall time of its two half-steps, loss excluded.
+    """
+
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    loss: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# numba kernels: one row of the outer matrix per loop iteration, blocks of rows per prange task.
+
+
+# Determinism: every sum over k lives in a loop that only reads memory. A loop that also writes
+# gets vectorised or not depending on a runtime aliasing check of its arrays' addresses, and with
+# fastmath the two versions sum in different orders, so results would depend on where the scratch
+# buffers happen to be allocated (seen as threads=1 vs threads=2 differences).
+@numba.njit(cache=True, fastmath=True, inline="always")
+def _dot(a, b):  # pragma: no cover
+    s = np.float32(0.0)
+    for k in range(a.shape[0]):
+        s += a[k] * b[k]
+    return s
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts):  # pragma: no cover
+    f = fixed.shape[1]
+    for b in numba.prange(block_starts.shape[0] - 1):
+        r = np.empty(f, dtype=np.float32)
+        p = np.empty(f, dtype=np.float32)
+        ap = np.empty(f, dtype=np.float32)
+        for u in range(block_starts[b], block_starts[b + 1]):
+            start = indptr[u]
+            end = indptr[u + 1]
+            x = current[u]
+            if start == end:
+                # The exact solution of (G) x = 0 is x = 0; also what implicit stores.
+                x[:] = 0.0
+                continue
+            # r = b - A x  with  b = sum c y,  A x = G x + sum (c - 1)(y . x) y
+            for j in range(f):
+                r[j] = -_dot(gram[j], x)
+            for idx in range(start, end):
+                y = fixed[indices[idx]]
+                c = data[idx]
+                t = c - (c - np.float32(1.0)) * _dot(y, x)
+                for k in range(f):
+                    r[k] += t * y[k]
+            p[:] = r
+            rs_old = _dot(r, r)
+            if rs_old < _CG_TOLERANCE:
+                continue
+            for _ in range(cg_steps):
+                for j in range(f):
+                    ap[j] = _dot(gram[j], p)
+                for idx in range(start, end):
+                    y = fixed[indices[idx]]
+                    t = (data[idx] - np.float32(1.0)) * _dot(y, p)
+                    for k in range(f):
+                        ap[k] += t * y[k]
+                p_ap = _dot(p, ap)
+                # A is positive definite for lambda > 0; a non-positive curvature (lambda = 0 on a
+                # singular system) would divide by zero or move the wrong way, so stop there.
+                if not p_ap > 0.0:
+                    break
+                alpha = rs_old / p_ap
+                for k in range(f):
+                    x[k] += alpha * p[k]
+                    r[k] -= alpha * ap[k]
+                rs_new = _dot(r, r)
+                if rs_new < _CG_TOLERANCE:
+                    break
+                beta = rs_new / rs_old
+                for k in range(f):
+                    p[k] = r[k] + beta * p[k]
+                rs_old = rs_new
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _cholesky_rows(indptr, indices, data, fixed, gram, current, block_starts, failed):  # pragma: no cover
+    f = fixed.shape[1]
+    for blk in numba.prange(block_starts.shape[0] - 1):
+        # float64 normal equations: this path is the exact reference, so spend the precision.
+        a = np.empty((f, f), dtype=np.float64)
+        rhs = np.empty(f, dtype=np.float64)
+        for u in range(block_starts[blk], block_starts[blk + 1]):
+            start = indptr[u]
+            end = indptr[u + 1]
+            if start == end:
+                current[u, :] = 0.0
+                continue
+            for j in range(f):
+                rhs[j] = 0.0
+                for k in range(j + 1):
+                    a[j, k] = gram[j, k]
+            # Lower triangle of A = G + sum (c - 1) y y^T, and b = sum c y.
+            for idx in range(start, end):
+                y = fixed[indices[idx]]
+                c = np.float64(data[idx])
+                w = c - 1.0
+                for j in range(f):
+                    yj = np.float64(y[j])
+                    rhs[j] += c * yj
+                    wyj = w * yj
+                    for k in range(j + 1):
+                        a[j, k] += wyj * y[k]
+            # In-place Cholesky A = L L^T on the lower triangle.
+            ok = True
+            for j in range(f):
+                d = a[j, j]
+                for k in range(j):
+                    d -= a[j, k] * a[j, k]
+                if not d > 0.0:
+                    ok = False
+                    break
+                d = np.sqrt(d)
+                a[j, j] = d
+                for i in range(j + 1, f):
+                    s = a[i, j]
+                    for k in range(j):
+                        s -= a[i, k] * a[j, k]
+                    a[i, j] = s / d
+            if not ok:
+                failed[u] = True
+                continue
+            # Solve L z = b, then L^T x = z, in place in rhs.
+            for j in range(f):
+                s = rhs[j]
+                for k in range(j):
+                    s -= a[j, k] * rhs[k]
+                rhs[j] = s / a[j, j]
+            for j in range(f - 1, -1, -1):
+                s = rhs[j]
+                for k in range(j + 1, f):
+                    s -= a[k, j] * rhs[k]
+                rhs[j] = s / a[j, j]
+            for j in range(f):
+                current[u, j] = rhs[j]
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _loss_rows(
+    indptr, indices, data, user_factors, item_factors, gram, block_starts, out
+):  # pragma: no cover
+    f = user_factors.shape[1]
+    for blk in numba.prange(block_starts.shape[0] - 1):
+        for u in range(block_starts[blk], block_starts[blk + 1]):
+            x = user_factors[u]
+            # sum over all items of (x . y_i)^2 = x^T (Y^T Y) x ...
+            total = 0.0
+            for j in range(f):
+                acc = 0.0
+                for k in range(f):
+                    acc += np.float64(gram[j, k]) * x[k]
+                total += acc * x[j]
+            # ... corrected on the observed pairs: c (1 - s)^2 replaces s^2.
+            for idx in range(indptr[u], indptr[u + 1]):
+                y = item_factors[indices[idx]]
+                s = 0.0
+                for k in range(f):
+                    s += np.float64(y[k]) * x[k]
+                c = np.float64(data[idx])
+                total += c * (1.0 - s) * (1.0 - s) - s * s
+            out[u] = total
+
+
+# ----------------------------------------------------------------------------------------------
+# validation and plumbing
+
+
+def _checked_confidence(confidence: sp.spmatrix) -> sp.csr_matrix:
+    """Float32 CSR copy in canonical form (sorted, no duplicates, no stored zeros), validated."""
+    if not sp.issparse(confidence):
+        raise AlsInputError(
+            f"confidence must be a scipy sparse matrix (users x items), got {type(confidence).__name__}"
+        )
+    if confidence.ndim != 2:
+        raise AlsInputError(f"confidence must be 2-D, got shape {confidence.shape}")
+    if not (np.issubdtype(confidence.dtype, np.number) and not np.iscomplexobj(confidence.data)):
+        raise AlsInputError(f"confidence must hold real numbers, got dtype {confidence.dtype}")
+    matrix = sp.csr_matrix(confidence, dtype=np.float32, copy=True)
+    matrix.sum_duplicates()
+    if matrix.nnz and not np.all(np.isfinite(matrix.data)):
+        raise AlsInputError("confidence holds NaN or infinite values; clean the weighted matrix first")
+    if matrix.nnz and matrix.data.min() < 0:
+        raise AlsInputError(
+            "confidence must be non-negative (negative feedback is not supported); "
+            f"found minimum {matrix.data.min():g}"
+        )
+    # A stored zero carries no confidence: treat it as unobserved (c = 1, p = 0).
+    matrix.eliminate_zeros()
+    matrix.sort_indices()
+    matrix.indptr = matrix.indptr.astype(np.int64, copy=False)
+    matrix.indices = matrix.indices.astype(np.int32, copy=False)
+    return matrix
+
+
+def _checked_factors(name: str, factors: np.ndarray, rows: int, width: int | None) -> np.ndarray:
+    """C-contiguous float32 copy of a factor matrix with ``rows`` rows (and ``width`` columns)."""
+    array = np.asarray(factors)
+    if array.ndim != 2 or array.shape[0] != rows or (width is not None and array.shape[1] != width):
+        expected = f"({rows}, {width if width is not None else 'factors'})"
+        raise AlsInputError(f"{name} must have shape {expected}, got {array.shape}")
+    if array.shape[1] < 1:
+        raise AlsInputError(f"{name} needs at least one column")
+    if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+        raise AlsInputError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise AlsInputError(f"{name} holds NaN or infinite values")
+    return np.array(array, dtype=np.float32, order="C", copy=True)
+
+
+def _checked_regularization(regularization: float) -> float:
+    if not np.isfinite(regularization) or regularization < 0:
+        raise AlsInputError(f"regularization must be a finite number >= 0, got {regularization!r}")
+    return float(regularization)
+
+
+def _checked_solver(solver: str, cg_steps: int) -> None:
+    if solver not in ("cg", "cholesky"):
+        raise AlsInputError(f"solver must be 'cg' or 'cholesky', got {solver!r}")
+    if isinstance(cg_steps, bool) or not isinstance(cg_steps, int | np.integer) or cg_steps < 1:
+        raise AlsInputError(f"cg_steps must be an integer >= 1, got {cg_steps!r}")
+
+
+def _row_blocks(indptr: np.ndarray, factors: int, n_threads: int) -> np.ndarray:
+    """Boundaries of contiguous row blocks of about equal work, int64 of length ``n_blocks + 1``.
+
+    A row costs about ``nnz_row * 4 f`` flops per CG pass plus ``f^2`` for the Gram product, so its
+    weight is ``nnz_row + f / 4``.
+    """
+    n_rows = indptr.shape[0] - 1
+    n_blocks = max(1, min(n_rows, n_threads * _BLOCKS_PER_THREAD))
+    work = np.diff(indptr).astype(np.float64) + factors / 4.0
+    cumulative = np.cumsum(work)
+    targets = cumulative[-1] * np.arange(1, n_blocks) / n_blocks if n_rows else np.empty(0)
+    inner = np.searchsorted(cumulative, targets, side="left") + 1
+    bounds = np.concatenate(([0], inner, [n_rows])).astype(np.int64)
+    return np.unique(bounds)
+
+
+def _gram(fixed: np.ndarray, regularization: float, dtype: type) -> np.ndarray:
+    """``fixed^T fixed + regularization * I`` in ``dtype`` (call with BLAS pinned: deterministic)."""
+    work = fixed.astype(dtype, copy=False)
+    gram = work.T @ work
+    gram[np.diag_indices_from(gram)] += regularization
+    return np.ascontiguousarray(gram)
+
+
+def _solve_in_place(
+    matrix: sp.csr_matrix,
+    fixed: np.ndarray,
+    current: np.ndarray,
+    regularization: float,
+    solver: str,
+    cg_steps: int,
+    n_threads: int,
+    blocks: np.ndarray,
+) -> None:
+    """One half-step on validated inputs; overwrites ``current``. Call inside ``numba_threads``."""
+    if solver == "cg":
+        gram = _gram(fixed, regularization, np.float32)
+        with numba.parallel_chunksize(1):
+            _cg_rows(matrix.indptr, matrix.indices, matrix.data, fixed, gram, current, cg_steps, blocks)
+        return
+    gram = _gram(fixed, regularization, np.float64)
+    failed = np.zeros(current.shape[0], dtype=np.bool_)
+    with numba.parallel_chunksize(1):
+        _cholesky_rows(matrix.indptr, matrix.indices, matrix.data, fixed, gram, current, blocks, failed)
+    if failed.any():
+        row = int(np.flatnonzero(failed)[0])
+        raise AlsNumericalError(
+            f"the normal equations of row {row} are not positive definite "
+            f"({int(failed.sum())} rows failed); use regularization > 0"
+        )
+
+
+def _loss(
+    matrix: sp.csr_matrix,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    regularization: float,
+    blocks: np.ndarray,
+) -> float:
+    """Loss on validated inputs (see :func:`als_loss`). Call inside ``numba_threads``."""
+    gram = _gram(item_factors, 0.0, np.float32)
+    per_row = np.empty(matrix.shape[0], dtype=np.float64)
+    with numba.parallel_chunksize(1):
+        _loss_rows(
+            matrix.indptr, matrix.indices, matrix.data, user_factors, item_factors, gram, blocks, per_row
+        )
+    norms = np.square(user_factors, dtype=np.float64).sum() + np.square(item_factors, dtype=np.float64).sum()
+    n_users, n_items = matrix.shape
+    total_confidence = float(matrix.data.sum(dtype=np.float64)) + n_users * n_items - matrix.nnz
+    return float((per_row.sum() + regularization * norms) / total_confidence)
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+
+
+def solve_rows(
+    confidence: sp.csr_matrix,
+    fixed: np.ndarray,
+    current: np.ndarray,
+    regularization: float,
+    solver: str = "cg",
+    cg_steps: int = 3,
+    threads: int | None = None,
+) -> np.ndarray:
+    """One ALS half-step: new factors for every row of ``confidence`` given the ``fixed`` side.
+
+    ``confidence`` is rows x cols (users x items to solve users, its transpose to solve items),
+    ``fixed`` float ``(cols, f)``, ``current`` float ``(rows, f)`` the rows' present factors. Row ``u``
+    solves ``(F^T F + lambda I + sum_i (c_ui - 1) f_i f_i^T) x_u = sum_i c_ui f_i`` over its stored
+    columns ``i``: exactly with ``solver="cholesky"`` (float64 normal equations), or with ``cg_steps``
+    conjugate-gradient steps started from ``current[u]`` with ``solver="cg"``. Rows without stored
+    values get zero vectors. Returns a new float32 ``(rows, f)`` array; ``current`` is not modified.
+    Use it to fold in new users: ``solve_rows(their_rows, item_factors, zeros, lambda, "cholesky")``.
+    """
+    matrix = _checked_confidence(confidence)
+    fixed32 = _checked_factors("fixed", fixed, matrix.shape[1], None)
+    out = _checked_factors("current", current, matrix.shape[0], fixed32.shape[1])
+    regularization = _checked_regularization(regularization)
+    _checked_solver(solver, cg_steps)
+    with numba_threads(threads) as n_threads:
+        blocks = _row_blocks(matrix.indptr, fixed32.shape[1], n_threads)
+        _solve_in_place(matrix, fixed32, out, regularization, solver, int(cg_steps), n_threads, blocks)
+    return out
+
+
+def als_loss(
+    confidence: sp.csr_matrix,
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    regularization: float,
+    threads: int | None = None,
+) -> float:
+    """Training loss of factors on a confidence matrix, normalised like ``implicit``'s ``calculate_loss``.
+
+    ``(sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (|X|_F^2 + |Y|_F^2)) / sum_{u,i} c_ui``, where the
+    sums run over all ``n_users * n_items`` pairs (unobserved pairs: ``c = 1``, ``p = 0``), so the
+    denominator is ``sum of stored confidences + n_users * n_items - nnz``. ``confidence`` is users x
+    items, ``user_factors`` ``(n_users, f)``, ``item_factors`` ``(n_items, f)``; accumulated in float64.
+    """
+    matrix = _checked_confidence(confidence)
+    users = _checked_factors("user_factors", user_factors, matrix.shape[0], None)
+    items = _checked_factors("item_factors", item_factors, matrix.shape[1], users.shape[1])
+    regularization = _checked_regularization(regularization)
+    with numba_threads(threads) as n_threads:
+        blocks = _row_blocks(matrix.indptr, users.shape[1], n_threads)
+        return _loss(matrix, users, items, regularization, blocks)
+
+
+def fit_als(
+    confidence: sp.csr_matrix,
+    factors: int = 64,
+    regularization: float = 0.01,
+    iterations: int = 15,
+    solver: Solver = "cg",
+    cg_steps: int = 3,
+    seed: int = 0,
+    threads: int | None = None,
+    user_factors: np.ndarray | None = None,
+    item_factors: np.ndarray | None = None,
+    compute_loss: bool = True,
+    callback: Callable[[int, float | None, float], None] | None = None,
+) -> AlsResult:
+    """Fit implicit-feedback ALS factors to a users x items confidence matrix.
+
+    Minimises ``sum_{u,i} c_ui (p_ui - x_u . y_i)^2 + lambda (|X|^2 + |Y|^2)`` (module docstring) by
+    ``iterations`` rounds of: solve all users given the items, then all items given the users
+    (:func:`solve_rows`). Factors start from ``user_factors`` / ``item_factors`` when given (copied,
+    warm start), else uniform in ``[0, 0.01)`` drawn by ``numpy.random.default_rng(seed)``, users then
+    items, float32, the same draw as ``implicit`` with ``random_state=seed``. Stored zeros count as
+    unobserved. After each iteration ``callback(iteration, loss_or_None, seconds)`` is called.
+    ``threads`` sizes the numba pool (BLAS stays on one thread inside); results do not depend on it.
+    """
+    matrix = _checked_confidence(confidence)
+    if isinstance(factors, bool) or not isinstance(factors, int | np.integer) or factors < 1:
+        raise AlsInputError(f"factors must be an integer >= 1, got {factors!r}")
+    if isinstance(iterations, bool) or not isinstance(iterations, int | np.integer) or iterations < 0:
+        raise AlsInputError(f"iterations must be an integer >= 0, got {iterations!r}")
+    regularization = _checked_regularization(regularization)
+    _checked_solver(solver, cg_steps)
+    n_users, n_items = matrix.shape
+
+    rng = np.random.default_rng(seed)
+    if user_factors is None:
+        users = rng.random((n_users, factors), dtype=np.float32) * np.float32(0.01)
+    else:
+        users = _checked_factors("user_factors", user_factors, n_users, factors)
+    if item_factors is None:
+        items = rng.random((n_items, factors), dtype=np.float32) * np.float32(0.01)
+    else:
+        items = _checked_factors("item_factors", item_factors, n_items, factors)
+
+    transposed = matrix.T.tocsr()
+    transposed.indptr = transposed.indptr.astype(np.int64, copy=False)
+    transposed.indices = transposed.indices.astype(np.int32, copy=False)
+
+    result = AlsResult(user_factors=users, item_factors=items)
+    with numba_threads(threads) as n_threads:
+        user_blocks = _row_blocks(matrix.indptr, factors, n_threads)
+        item_blocks = _row_blocks(transposed.indptr, factors, n_threads)
+        for iteration in range(iterations):
+            start = time.perf_counter()
+            _solve_in_place(matrix, items, users, regularization, solver, cg_steps, n_threads, user_blocks)
+            _solve_in_place(
+                transposed, users, items, regularization, solver, cg_steps, n_threads, item_blocks
+            )
+            seconds = time.perf_counter() - start
+            loss = _loss(matrix, users, items, regularization, user_blocks) if compute_loss else None
+            result.seconds.append(seconds)
+            if loss is not None:
+                result.loss.append(loss)
+            if callback is not None:
+                callback(iteration, loss, seconds)
+    return result

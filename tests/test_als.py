@@ -1,0 +1,323 @@
+"""Tests for recsys_assets.core.als: exactness against dense references, agreement with implicit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_assets.core.als import (
+    AlsInputError,
+    AlsNumericalError,
+    als_loss,
+    fit_als,
+    solve_rows,
+)
+
+HETREC = Path("/work/shared/data/hetrec2011-lastfm-2k/user_artists.dat")
+
+
+def random_confidence(
+    n_rows: int = 40, n_cols: int = 30, density: float = 0.15, seed: int = 0
+) -> sp.csr_matrix:
+    """Random users x items confidences in [1, 41) with an empty row (3) and an empty column (5)."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_rows, n_cols)) < density, 1.0 + 40.0 * rng.random((n_rows, n_cols)), 0.0)
+    dense[3, :] = 0.0
+    dense[:, 5] = 0.0
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def dense_row_solution(confidence: sp.csr_matrix, fixed: np.ndarray, regularization: float) -> np.ndarray:
+    """Exact ALS half-step in float64 from the dense definition, row by row with np.linalg.solve."""
+    conf = confidence.toarray().astype(np.float64)
+    observed = conf > 0
+    c = np.where(observed, conf, 1.0)
+    p = observed.astype(np.float64)
+    y = fixed.astype(np.float64)
+    out = np.empty((conf.shape[0], y.shape[1]))
+    for u in range(conf.shape[0]):
+        a = y.T @ (c[u, :, None] * y) + regularization * np.eye(y.shape[1])
+        out[u] = np.linalg.solve(a, y.T @ (c[u] * p[u]))
+    return out
+
+
+def dense_loss(confidence: sp.csr_matrix, x: np.ndarray, y: np.ndarray, regularization: float) -> float:
+    """implicit's normalised loss from its definition, in float64 over all dense pairs."""
+    conf = confidence.toarray().astype(np.float64)
+    observed = conf > 0
+    c = np.where(observed, conf, 1.0)
+    pred = x.astype(np.float64) @ y.astype(np.float64).T
+    total = (c * (observed - pred) ** 2).sum() + regularization * ((x**2).sum() + (y**2).sum())
+    return float(total / c.sum())
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    confidence = random_confidence()
+    fixed = rng.normal(0.0, 0.3, size=(confidence.shape[1], 8)).astype(np.float32)
+    current = rng.normal(0.0, 0.3, size=(confidence.shape[0], 8)).astype(np.float32)
+    return confidence, fixed, current
+
+
+def test_cholesky_matches_dense_normal_equations(problem):
+    confidence, fixed, current = problem
+    expected = dense_row_solution(confidence, fixed, 0.1)
+    got = solve_rows(confidence, fixed, current, 0.1, solver="cholesky", threads=2)
+    assert got.dtype == np.float32 and got.shape == current.shape
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cg_error_shrinks_with_more_steps(problem):
+    confidence, fixed, current = problem
+    exact = dense_row_solution(confidence, fixed, 0.1)
+    errors = [
+        np.abs(solve_rows(confidence, fixed, current, 0.1, cg_steps=steps) - exact).max()
+        for steps in (1, 2, 4, 8, 16)
+    ]
+    assert errors == sorted(errors, reverse=True)
+    # f = 8 steps would solve the 8-dimensional system in exact arithmetic; float32 needs a few more.
+    assert errors[-1] < 1e-4
+
+
+def test_cg_warm_start_converges_over_repeated_half_steps(problem):
+    confidence, fixed, current = problem
+    exact = dense_row_solution(confidence, fixed, 0.1)
+    conf = confidence.toarray().astype(np.float64)
+    c = np.where(conf > 0, conf, 1.0)
+    y = fixed.astype(np.float64)
+
+    def a_norm_error(x: np.ndarray) -> float:
+        """sum_u e_u^T A_u e_u with e = x - exact: the quantity every CG step decreases."""
+        e = x - exact
+        return float(sum(e[u] @ (y.T @ (c[u, :, None] * y) + 0.1 * np.eye(8)) @ e[u] for u in range(len(e))))
+
+    x = current
+    errors = [a_norm_error(x)]
+    for _ in range(6):
+        x = solve_rows(confidence, fixed, x, 0.1, cg_steps=1)
+        errors.append(a_norm_error(x))
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 0.5 * errors[0]
+
+
+def test_solve_rows_leaves_current_untouched(problem):
+    confidence, fixed, current = problem
+    before = current.copy()
+    solve_rows(confidence, fixed, current, 0.1)
+    np.testing.assert_array_equal(current, before)
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_loss_decreases_over_iterations(solver):
+    confidence = random_confidence(seed=1)
+    result = fit_als(confidence, factors=6, regularization=0.05, iterations=8, solver=solver, seed=3)
+    assert len(result.loss) == 8 and len(result.seconds) == 8
+    assert all(later < earlier for earlier, later in zip(result.loss, result.loss[1:], strict=False))
+
+
+@pytest.mark.parametrize("solver", ["cg", "cholesky"])
+def test_empty_rows_and_columns_get_zero_vectors(solver):
+    confidence = random_confidence(seed=2)
+    result = fit_als(confidence, factors=5, iterations=3, solver=solver, seed=0)
+    assert np.all(np.isfinite(result.user_factors)) and np.all(np.isfinite(result.item_factors))
+    np.testing.assert_array_equal(result.user_factors[3], 0.0)
+    np.testing.assert_array_equal(result.item_factors[5], 0.0)
+    assert np.abs(result.user_factors[4]).sum() > 0 and np.abs(result.item_factors[4]).sum() > 0
+
+
+def test_cg_zero_residual_and_zero_curvature_give_no_nan(problem):
+    confidence, _, current = problem
+    zeros_fixed = np.zeros((confidence.shape[1], current.shape[1]), dtype=np.float32)
+    # Residual exactly zero: nothing to solve, x stays 0.
+    got = solve_rows(confidence, zeros_fixed, np.zeros_like(current), 0.1)
+    np.testing.assert_array_equal(got, 0.0)
+    # lambda = 0 and all-zero fixed factors: the CG curvature p.Ap is zero.
+    got = solve_rows(confidence, zeros_fixed, current, 0.0)
+    assert np.all(np.isfinite(got))
+
+
+def test_cholesky_reports_singular_system(problem):
+    confidence, _, current = problem
+    zeros_fixed = np.zeros((confidence.shape[1], current.shape[1]), dtype=np.float32)
+    with pytest.raises(AlsNumericalError, match="regularization > 0"):
+        solve_rows(confidence, zeros_fixed, current, 0.0, solver="cholesky")
+
+
+def test_same_seed_same_factors_for_any_thread_count():
+    confidence = random_confidence(n_rows=300, n_cols=200, density=0.05, seed=4)
+    one = fit_als(confidence, factors=16, iterations=3, seed=11, threads=1)
+    two = fit_als(confidence, factors=16, iterations=3, seed=11, threads=2)
+    again = fit_als(confidence, factors=16, iterations=3, seed=11, threads=2)
+    other = fit_als(confidence, factors=16, iterations=3, seed=12, threads=2)
+    np.testing.assert_array_equal(one.user_factors, two.user_factors)
+    np.testing.assert_array_equal(one.item_factors, two.item_factors)
+    np.testing.assert_array_equal(two.item_factors, again.item_factors)
+    assert one.loss == two.loss
+    assert not np.array_equal(two.item_factors, other.item_factors)
+
+
+def test_loss_matches_dense_definition(problem):
+    confidence, fixed, current = problem
+    expected = dense_loss(confidence, current, fixed, 0.3)
+    assert als_loss(confidence, current, fixed, 0.3) == pytest.approx(expected, rel=1e-6)
+
+
+def test_warm_start_and_callback():
+    confidence = random_confidence(seed=5)
+    rng = np.random.default_rng(0)
+    users0 = rng.random((confidence.shape[0], 4), dtype=np.float32)
+    items0 = rng.random((confidence.shape[1], 4), dtype=np.float32)
+    untouched = fit_als(confidence, factors=4, iterations=0, user_factors=users0, item_factors=items0)
+    np.testing.assert_array_equal(untouched.user_factors, users0)
+    assert untouched.user_factors is not users0 and untouched.loss == []
+
+    calls: list[tuple[int, float | None, float]] = []
+    fitted = fit_als(
+        confidence,
+        factors=4,
+        iterations=3,
+        user_factors=users0,
+        item_factors=items0,
+        callback=lambda *a: calls.append(a),
+    )
+    assert [c[0] for c in calls] == [0, 1, 2] and [c[1] for c in calls] == fitted.loss
+    assert all(c[2] >= 0 for c in calls)
+    np.testing.assert_array_equal(users0, untouched.user_factors)  # caller's arrays not modified
+    # Two more iterations from the fitted state continue exactly where a 5-iteration fit would be.
+    resumed = fit_als(
+        confidence,
+        factors=4,
+        iterations=2,
+        user_factors=fitted.user_factors,
+        item_factors=fitted.item_factors,
+    )
+    straight = fit_als(confidence, factors=4, iterations=5, user_factors=users0, item_factors=items0)
+    np.testing.assert_array_equal(resumed.item_factors, straight.item_factors)
+
+    silent = fit_als(
+        confidence, factors=4, iterations=2, compute_loss=False, callback=lambda *a: calls.append(a)
+    )
+    assert silent.loss == [] and calls[-1][1] is None and len(silent.seconds) == 2
+
+
+def test_stored_zeros_count_as_unobserved():
+    confidence = random_confidence(seed=6)
+    coo = confidence.tocoo()
+    # The same matrix plus an explicitly stored zero in the empty row 3.
+    padded = sp.csr_matrix(
+        (np.append(coo.data, np.float32(0.0)), (np.append(coo.row, 3), np.append(coo.col, 0))),
+        shape=confidence.shape,
+    )
+    assert padded.nnz == confidence.nnz + 1
+    a = fit_als(padded, factors=4, iterations=2)
+    b = fit_als(confidence, factors=4, iterations=2)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    assert a.loss == b.loss
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"confidence": np.ones((3, 3))}, "scipy sparse"),
+        ({"confidence": sp.csr_matrix(np.array([[1.0, -2.0]]))}, "non-negative"),
+        ({"confidence": sp.csr_matrix(np.array([[1.0, np.nan]]))}, "NaN"),
+        ({"confidence": sp.csr_matrix(np.array([[1.0, np.inf]]))}, "NaN or infinite"),
+        ({"factors": 0}, "factors"),
+        ({"iterations": -1}, "iterations"),
+        ({"regularization": -0.1}, "regularization"),
+        ({"regularization": float("nan")}, "regularization"),
+        ({"solver": "lu"}, "solver"),
+        ({"cg_steps": 0}, "cg_steps"),
+        ({"user_factors": np.zeros((5, 4), dtype=np.float32)}, r"user_factors must have shape \(2, 4\)"),
+        ({"item_factors": np.full((2, 4), np.nan)}, "item_factors holds NaN"),
+    ],
+)
+def test_bad_input_is_rejected(kwargs, match):
+    arguments = {
+        "confidence": sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]])),
+        "factors": 4,
+        "iterations": 1,
+    }
+    arguments.update(kwargs)
+    with pytest.raises(AlsInputError, match=match):
+        fit_als(**arguments)
+
+
+def test_solve_rows_and_loss_check_shapes(problem):
+    confidence, fixed, current = problem
+    with pytest.raises(AlsInputError, match="fixed must have shape"):
+        solve_rows(confidence, fixed[:-1], current, 0.1)
+    with pytest.raises(AlsInputError, match="current must have shape"):
+        solve_rows(confidence, fixed, current[:, :-1], 0.1)
+    with pytest.raises(AlsInputError, match="item_factors must have shape"):
+        als_loss(confidence, current, fixed.T, 0.1)
+
+
+# ------------------------------------------------------------------------------------------------
+# agreement with implicit 0.7.3 (test-only dependency)
+
+
+def test_loss_matches_implicit_calculate_loss(problem):
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    confidence, fixed, current = problem
+    theirs = implicit_als.calculate_loss(confidence, current, fixed, 0.3, num_threads=1)
+    assert als_loss(confidence, current, fixed, 0.3) == pytest.approx(float(theirs), rel=1e-5)
+
+
+@pytest.mark.parametrize("use_cg", [True, False])
+def test_fit_matches_implicit_from_same_start(use_cg):
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    confidence = random_confidence(n_rows=120, n_cols=90, density=0.08, seed=8)
+    ours = fit_als(
+        confidence,
+        factors=8,
+        regularization=0.05,
+        iterations=6,
+        solver="cg" if use_cg else "cholesky",
+        seed=21,
+    )
+    model = implicit_als.AlternatingLeastSquares(
+        factors=8, regularization=0.05, iterations=6, use_cg=use_cg, random_state=21, num_threads=1
+    )
+    model.fit(confidence, show_progress=False)
+    # Same seed gives implicit's own initial draw, so the two runs follow the same path, up to float32
+    # rounding that CG amplifies a little from iteration to iteration.
+    scale = np.abs(model.user_factors).max()
+    np.testing.assert_allclose(ours.user_factors, model.user_factors, atol=1e-3 * scale)
+    np.testing.assert_allclose(
+        ours.item_factors, model.item_factors, atol=1e-3 * np.abs(model.item_factors).max()
+    )
+    theirs_loss = implicit_als.calculate_loss(confidence, model.user_factors, model.item_factors, 0.05)
+    assert ours.loss[-1] == pytest.approx(float(theirs_loss), rel=1e-5)
+
+
+def test_fit_matches_implicit_given_initial_factors():
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    confidence = random_confidence(n_rows=100, n_cols=70, density=0.1, seed=9)
+    rng = np.random.default_rng(5)
+    users0 = rng.normal(0, 0.1, size=(100, 6)).astype(np.float32)
+    items0 = rng.normal(0, 0.1, size=(70, 6)).astype(np.float32)
+    ours = fit_als(confidence, factors=6, iterations=4, user_factors=users0, item_factors=items0)
+    model = implicit_als.AlternatingLeastSquares(factors=6, iterations=4, num_threads=1, random_state=0)
+    model.user_factors, model.item_factors = users0.copy(), items0.copy()
+    model.fit(confidence, show_progress=False)
+    np.testing.assert_allclose(ours.item_factors, model.item_factors, atol=2e-4)
+
+
+@pytest.mark.skipif(not HETREC.exists(), reason="HetRec Last.fm-2k data not available")
+def test_hetrec_training_loss_matches_implicit():
+    implicit_als = pytest.importorskip("implicit.cpu.als")
+    table = np.loadtxt(HETREC, delimiter="\t", skiprows=1, dtype=np.int64, encoding="latin-1")
+    _, users = np.unique(table[:, 0], return_inverse=True)
+    _, artists = np.unique(table[:, 1], return_inverse=True)
+    plays = sp.csr_matrix((table[:, 2].astype(np.float32), (users, artists)))
+    confidence = plays.copy()
+    confidence.data = 1.0 + np.log1p(confidence.data)
+    ours = fit_als(confidence, factors=16, iterations=3, seed=1, threads=2)
+    model = implicit_als.AlternatingLeastSquares(factors=16, iterations=3, random_state=1, num_threads=2)
+    model.fit(confidence, show_progress=False)
+    theirs = als_loss(confidence, model.user_factors, model.item_factors, 0.01)
+    assert ours.loss[-1] == pytest.approx(theirs, rel=1e-4)
