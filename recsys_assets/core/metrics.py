@@ -32,8 +32,11 @@ Ties in the top-k lists go to the lower item index.
 Speed: for factor models the score matrix is never materialised. Each numba thread takes a block of
 users, computes ``block_size x item_block_size`` score tiles with a single-threaded BLAS GEMM, and folds
 each tile, while it is in cache, into a size-k heap per user and into the counts ``negabove``: train and
-test items are overwritten with -inf in the tile, then one vectorised compare-and-count pass per test
-item. Test items' own scores are computed once up front and merged into the heap at the end.
+test items are overwritten with -inf in the tile, a vectorised "anything above the k-th best?" count
+guards the scalar heap update, and one vectorised compare-and-count pass runs per test item, in
+ascending score order, stopping at the first test score nothing reaches. Test items' own scores are
+computed once up front and merged into the heap at the end. Cost is about one GEMM plus ``P_u``
+compare passes over the user's row; with random factors (no early stop) the two are about equal.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 # Scores are validated finite, so NaN-free maths may be assumed; -inf marks excluded items, so "ninf"
 # must stay off.
 _FASTMATH = {"nnan", "nsz", "arcp", "contract", "reassoc"}
+# Scores per vectorised "anything above the k-th best?" check before the scalar heap scan.
+_SCAN_CHUNK = 256
 
 
 class MetricsError(ValueError):
@@ -162,42 +167,66 @@ def _fold_row(
     hs: np.ndarray,
     hi: np.ndarray,
     q: np.ndarray,
-    p0: int,
-    p1: int,
+    by_score: np.ndarray,
     neg_above: np.ndarray,
     neg_tied: np.ndarray,
 ) -> None:
     """Fold a masked score row for items [j0, j0 + len(row)) into one user's heap and counts.
 
     Heap: candidates enter only when strictly better than the root; items arrive in increasing index
-    order, so equal scores keep the lower index. Counts: for each test entry p, how many (unmasked)
-    items score above and equal to ``q[p]``; skipped when the row maximum is below ``q[p]``.
+    order, so equal scores keep the lower index. A vectorised count of the scores above the root
+    skips the (scalar) heap scan for the chunks where nothing qualifies.
+    Counts: for each test entry p (``by_score`` lists them by ascending ``q``), how many unmasked
+    items score above and equal to ``q[p]``, one vectorised pass each; once nothing reaches a test
+    score, nothing reaches the higher ones either.
     """
     w = row.size
     k = hs.size
-    top = -np.inf
-    for c in range(w):
-        top = max(top, row[c])
     threshold = hs[0]
-    if top > threshold:
-        for c in range(w):
+    for c0 in range(0, w, _SCAN_CHUNK):
+        c1 = min(c0 + _SCAN_CHUNK, w)
+        n = 0
+        for c in range(c0, c1):
+            if row[c] > threshold:
+                n += 1
+        if n == 0:
+            continue
+        for c in range(c0, c1):
             s = row[c]
             if s > threshold:
                 hs[0] = s
                 hi[0] = j0 + c
                 _sift_down(hs, hi, k)
                 threshold = hs[0]
-    for p in range(p0, p1):
+    for p in by_score:
         qp = q[p]
-        if top >= qp:
-            above = 0
-            tied = 0
-            for c in range(w):
-                s = row[c]
-                above += s > qp
-                tied += s == qp
-            neg_above[p] += above
-            neg_tied[p] += tied
+        above = 0
+        tied = 0
+        for c in range(w):
+            s = row[c]
+            if s > qp:
+                above += 1
+            if s == qp:
+                tied += 1
+        if above + tied == 0:
+            break
+        neg_above[p] += above
+        neg_tied[p] += tied
+
+
+@numba.njit(cache=True)
+def _sort_by_score(q: np.ndarray, p0: int, p1: int, order: np.ndarray) -> None:
+    """Write the test positions p0..p1-1 into ``order[p0:p1]`` by ascending score ``q``."""
+    order[p0:p1] = p0 + np.argsort(q[p0:p1])
+
+
+@numba.njit(cache=True, parallel=True)
+def _order_by_score(users: np.ndarray, te_ptr: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Per evaluated user, their test positions by ascending score (other users' slots stay 0)."""
+    order = np.zeros(q.size, dtype=np.int64)
+    for e in numba.prange(users.size):
+        _sort_by_score(q, te_ptr[users[e]], te_ptr[users[e] + 1], order)
+    return order
 
 
 @numba.njit(cache=True, parallel=True)
@@ -210,6 +239,7 @@ def _fold_factor_tiles(
     te_ptr: np.ndarray,
     te_idx: np.ndarray,
     q: np.ndarray,
+    order: np.ndarray,
     block_size: int,
     item_block_size: int,
     top_s: np.ndarray,
@@ -243,7 +273,8 @@ def _fold_factor_tiles(
                 row = tile[r]
                 tr_cur[r] = _mask(row, j0, j1, tr_idx, tr_cur[r], tr_ptr[u + 1])
                 te_cur[r] = _mask(row, j0, j1, te_idx, te_cur[r], te_ptr[u + 1])
-                _fold_row(row, j0, top_s[e], top_i[e], q, te_ptr[u], te_ptr[u + 1], neg_above, neg_tied)
+                by_score = order[te_ptr[u] : te_ptr[u + 1]]
+                _fold_row(row, j0, top_s[e], top_i[e], q, by_score, neg_above, neg_tied)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -256,6 +287,7 @@ def _fold_score_rows(
     te_ptr: np.ndarray,
     te_idx: np.ndarray,
     q: np.ndarray,
+    order: np.ndarray,
     top_s: np.ndarray,
     top_i: np.ndarray,
     neg_above: np.ndarray,
@@ -271,7 +303,8 @@ def _fold_score_rows(
             q[p] = row[te_idx[p]]
         _mask(row, 0, n_items, tr_idx, tr_ptr[u], tr_ptr[u + 1])
         _mask(row, 0, n_items, te_idx, te_ptr[u], te_ptr[u + 1])
-        _fold_row(row, 0, top_s[e], top_i[e], q, te_ptr[u], te_ptr[u + 1], neg_above, neg_tied)
+        _sort_by_score(q, te_ptr[u], te_ptr[u + 1], order)
+        _fold_row(row, 0, top_s[e], top_i[e], q, order[te_ptr[u] : te_ptr[u + 1]], neg_above, neg_tied)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -564,7 +597,7 @@ def evaluate_factors(
     test: sp.spmatrix | sp.sparray,
     k: int = 10,
     threads: int | None = None,
-    block_size: int = 128,
+    block_size: int = 256,
     item_block_size: int = 2048,
 ) -> RankingReport:
     """Evaluate the dot-product model ``score[u, i] = user_factors[u] . item_factors[i]`` on a split.
@@ -582,7 +615,9 @@ def evaluate_factors(
         k: list length for the top-k metrics, 1 <= k <= n_items.
         threads: numba threads (each runs its own single-threaded GEMMs); None = all cores.
         block_size: users per score tile.
-        item_block_size: items per score tile.
+        item_block_size: items per score tile. The defaults (a 2 MiB tile per thread) were the fastest of
+            128-512 x 1024-4096 at 4000 users x 300K items x 64 factors on 2 cores (within noise of
+            512 x 1024; 256 x 4096 was ~12 % slower).
     """
     data = _interactions(train, test)
     k = _check_k(k, data.n_items)
@@ -597,6 +632,7 @@ def evaluate_factors(
     top_s, top_i, neg_above, neg_tied = _new_state(data, k)
     with numba_threads(threads):
         q = _test_scores(user_factors, item_factors, data.users, data.te_ptr, data.te_idx)
+        order = _order_by_score(data.users, data.te_ptr, q)
         _fold_factor_tiles(
             user_factors,
             item_factors,
@@ -606,6 +642,7 @@ def evaluate_factors(
             data.te_ptr,
             data.te_idx,
             q,
+            order,
             int(block_size),
             int(min(item_block_size, data.n_items)),
             top_s,
@@ -638,6 +675,7 @@ def evaluate_scores(
         raise MetricsError(f"block_size must be positive, got {block_size}")
     top_s, top_i, neg_above, neg_tied = _new_state(data, k)
     q = np.zeros(data.te_idx.size, dtype=np.float32)
+    order = np.zeros(data.te_idx.size, dtype=np.int64)
     for e0 in range(0, data.users.size, block_size):
         block = data.users[e0 : e0 + block_size]
         with blas_threads(threads):
@@ -659,6 +697,7 @@ def evaluate_scores(
                 data.te_ptr,
                 data.te_idx,
                 q,
+                order,
                 top_s,
                 top_i,
                 neg_above,
