@@ -1,0 +1,264 @@
+"""Evaluation report rendering (markdown, PNG charts, one self-contained HTML page) and tag similarity.
+
+Charts are drawn on matplotlib ``Figure`` objects with the Agg canvas, never through ``pyplot``, so no
+global figure state is touched and the functions are safe to call from any thread or process.
+
+Metric rows are dicts ``{"model": str, "metric": str, "k": int | None, "value": float}``; the column of
+a row is ``"metric@k"`` (or ``"metric"`` when ``k`` is None). Models and columns keep their order of first
+appearance.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+import scipy.sparse as sp
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = [
+    "ReportError",
+    "html_report",
+    "loss_curve_png",
+    "metrics_chart_png",
+    "metrics_markdown",
+    "related_tag_similarity",
+    "tag_profiles",
+]
+
+
+class ReportError(ValueError):
+    """Report inputs are malformed (missing keys, empty data, inconsistent shapes)."""
+
+
+def _table(rows: list[dict]) -> tuple[list[str], list[str], dict[tuple[str, str], float]]:
+    """Models, columns and ``{(model, column): value}`` from metric rows (the last duplicate wins)."""
+    models: dict[str, None] = {}
+    columns: dict[str, None] = {}
+    values: dict[tuple[str, str], float] = {}
+    for row in rows:
+        missing = {"model", "metric", "value"} - row.keys()
+        if missing:
+            raise ReportError(f"metric row {row!r} lacks {sorted(missing)}")
+        k = row.get("k")
+        column = str(row["metric"]) if k is None else f"{row['metric']}@{k}"
+        model = str(row["model"])
+        models[model] = None
+        columns[column] = None
+        values[model, column] = float(row["value"])
+    return list(models), list(columns), values
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def metrics_markdown(rows: list[dict]) -> str:
+    """Markdown table, one row per model and one column per ``metric@k``; values to 4 decimals.
+
+    A (model, column) pair without a row shows "–". Pipes in names are escaped.
+    """
+    models, columns, values = _table(rows)
+    if not models:
+        raise ReportError("no metric rows to tabulate")
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| model | " + " | ".join(cell(c) for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for model in models:
+        lines.append(f"| {cell(model)} | " + " | ".join(_fmt(values.get((model, c))) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(buffer)
+    return buffer.getvalue()
+
+
+def metrics_chart_png(rows: list[dict]) -> bytes:
+    """Grouped bar chart as PNG bytes: one group per ``metric@k`` column, one bar per model."""
+    models, columns, values = _table(rows)
+    if not models:
+        raise ReportError("no metric rows to chart")
+    fig = Figure(figsize=(max(6.0, 1.1 * len(columns) * max(1.0, len(models) / 3)), 4.2), dpi=110)
+    ax = fig.add_subplot()
+    width = 0.8 / len(models)
+    x = np.arange(len(columns))
+    for m, model in enumerate(models):
+        heights = [values.get((model, c), np.nan) for c in columns]
+        bars = ax.bar(x + (m - (len(models) - 1) / 2) * width, heights, width, label=model)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1, rotation=90 if len(models) > 3 else 0)
+    ax.set_xticks(x, columns, rotation=20 if len(columns) > 6 else 0)
+    ax.set_ylabel("value")
+    ax.set_title("Ranking metrics by model")
+    ax.margins(y=0.15)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(len(models), 4))
+    fig.tight_layout()
+    return _png(fig)
+
+
+def loss_curve_png(losses: dict[str, list[float]]) -> bytes:
+    """Line chart as PNG bytes: training loss per iteration (1-based) for each named run.
+
+    The y axis is logarithmic when every loss is positive and they span more than a factor of 100.
+    """
+    curves = {name: np.asarray(values, dtype=np.float64) for name, values in losses.items() if len(values)}
+    if not curves:
+        raise ReportError("no loss values to plot")
+    fig = Figure(figsize=(6.0, 3.8), dpi=110)
+    ax = fig.add_subplot()
+    for name, values in curves.items():
+        ax.plot(np.arange(1, values.size + 1), values, marker="o", markersize=3, label=name)
+    every = np.concatenate(list(curves.values()))
+    if (every > 0).all() and every.max() > 100 * every.min():
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("training loss")
+    ax.set_title("Training loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _html_table(records: list[dict]) -> str:
+    columns: dict[str, None] = {}
+    for record in records:
+        columns.update(dict.fromkeys(map(str, record)))
+
+    def value(v: object) -> str:
+        if isinstance(v, float | np.floating):
+            return _fmt(float(v))
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{value(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def html_report(
+    title: str,
+    rows: list[dict],
+    losses: dict[str, list[float]],
+    extra_tables: dict[str, list[dict]],
+    generated_at: str,
+) -> str:
+    """A self-contained HTML page: metric table (models x ``metric@k``), metric chart, loss chart, and
+    one table per ``extra_tables`` entry (columns = union of the records' keys). Charts are embedded
+    as base64 PNG data URLs, so the page needs no other file. Empty ``losses`` omits the loss chart.
+    """
+    models, columns, values = _table(rows)
+    if not models:
+        raise ReportError("no metric rows to report")
+    metric_records = [{"model": m} | {c: values.get((m, c), "–") for c in columns} for m in models]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}"
+        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.3em .6em}"
+        "td{text-align:right}td:first-child{text-align:left}th{background:#eee}img{max-width:100%}</style>",
+        "</head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>Generated {html.escape(generated_at)}</p>",
+        "<h2>Ranking metrics</h2>",
+        _html_table(metric_records),
+        _img(metrics_chart_png(rows), "ranking metrics by model"),
+    ]
+    if any(len(v) for v in losses.values()):
+        parts += ["<h2>Training loss</h2>", _img(loss_curve_png(losses), "training loss per iteration")]
+    for name, records in extra_tables.items():
+        parts += [f"<h2>{html.escape(name)}</h2>", _html_table(records) if records else "<p>(empty)</p>"]
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def tag_profiles(
+    artist_index: np.ndarray, tag_index: np.ndarray, n_artists: int, n_tags: int, tfidf: bool = False
+) -> sp.csr_matrix:
+    """Artist x tag profile matrix from tag assignments, rows L2-normalised.
+
+    Entry (a, t) = number of assignments of tag t to artist a (each (user, artist, tag) row counts once),
+    optionally times ``idf_t = log(n_tagged / df_t)`` where ``n_tagged`` is the number of artists with any
+    tag and ``df_t`` the number of artists with tag t. Each non-empty row is divided by its L2 norm;
+    artists without tags keep an empty row (no profile).
+
+    Args:
+        artist_index: (n,) int artist ids in [0, n_artists).
+        tag_index: (n,) int tag ids in [0, n_tags).
+
+    Returns:
+        (n_artists, n_tags) float32 CSR with sorted indices.
+    """
+    artist_index = np.asarray(artist_index)
+    tag_index = np.asarray(tag_index)
+    if artist_index.shape != tag_index.shape or artist_index.ndim != 1:
+        raise ReportError(
+            f"artist_index {artist_index.shape} and tag_index {tag_index.shape} must be equal 1-D"
+        )
+    if artist_index.size and (
+        artist_index.min() < 0
+        or artist_index.max() >= n_artists
+        or tag_index.min() < 0
+        or tag_index.max() >= n_tags
+    ):
+        raise ReportError(f"ids must lie in [0, n_artists={n_artists}) and [0, n_tags={n_tags})")
+    counts = sp.csr_matrix(
+        (np.ones(artist_index.size, dtype=np.float64), (artist_index, tag_index)), shape=(n_artists, n_tags)
+    )
+    counts.sum_duplicates()
+    if tfidf:
+        df = np.bincount(counts.indices, minlength=n_tags)
+        n_tagged = np.count_nonzero(np.diff(counts.indptr))
+        counts.data *= np.log(n_tagged / df[counts.indices])
+        counts.eliminate_zeros()
+    norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(scale) @ counts, dtype=np.float32)
+
+
+def related_tag_similarity(query_ids: np.ndarray, related: np.ndarray, profiles: sp.spmatrix) -> float:
+    """Mean tag-profile cosine similarity between query artists and their related artists.
+
+    For each query artist q with a profile (non-empty row of the L2-normalised ``profiles``) and at least
+    one related entry >= 0: s_q = mean over its related artists r of ``profiles[q] . profiles[r]`` (an
+    artist without tags has similarity 0). Returns the mean of s_q over those queries, NaN if none.
+
+    Args:
+        query_ids: (n_queries,) int artist ids.
+        related: (n_queries, k) int artist ids; entries < 0 mean "none".
+        profiles: (n_artists, n_tags) sparse, rows L2-normalised (see :func:`tag_profiles`).
+    """
+    query_ids = np.asarray(query_ids)
+    related = np.asarray(related)
+    if related.ndim != 2 or query_ids.shape != (related.shape[0],):
+        raise ReportError(
+            f"related must be (n_queries, k) matching query_ids {query_ids.shape}, got {related.shape}"
+        )
+    profiles = sp.csr_matrix(profiles)
+    has_profile = np.diff(profiles.indptr) > 0
+    valid = related >= 0
+    keep = has_profile[query_ids] & valid.any(axis=1)
+    if not keep.any():
+        return float("nan")
+    q, rel, ok = query_ids[keep], related[keep], valid[keep]
+    rows, cols = np.nonzero(ok)
+    sims = np.asarray(profiles[q[rows]].multiply(profiles[rel[rows, cols]]).sum(axis=1)).ravel()
+    per_query = np.bincount(rows, weights=sims, minlength=q.size) / ok.sum(axis=1)
+    return float(per_query.mean())
