@@ -3,7 +3,8 @@
 Both fit the same BM25-weighted user x artist matrix (BM25 K1=100, B=0.8 on the artist x user
 orientation, as in implicit's lastfm example, via ``recsys_assets.core.weighting.bm25_weight``) with
 the same factors, regularization, iterations, CG steps, initial factors and thread count; BLAS is
-pinned to one thread for both. Prints seconds per iteration (median of iterations after the first,
+pinned to one thread for both. Iterations alternate between the two libraries so both see the same
+load on a shared machine. Prints seconds per iteration (median of iterations after the first,
 and mean), the final training loss of both models computed the same way (our ``als_loss`` on each
 model's factors, plus implicit's own ``calculate_loss``), and ratios (ours / implicit).
 
@@ -64,36 +65,52 @@ def bm25_user_items(plays: sp.csr_matrix) -> sp.csr_matrix:
     return bm25_weight(plays.T.tocsr(), k1=100.0, b=0.8).T.tocsr().astype(np.float32)
 
 
-def run_ours(weighted, args, users0, items0) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    result = fit_als(
-        weighted,
-        factors=args.factors,
-        regularization=args.regularization,
-        iterations=args.iterations,
-        cg_steps=args.cg_steps,
-        threads=args.threads,
-        user_factors=users0,
-        item_factors=items0,
-        compute_loss=False,
-    )
-    return result.user_factors, result.item_factors, result.seconds
+class OursRunner:
+    """Our ALS advanced one iteration per call (warm start: identical to one long fit)."""
+
+    def __init__(self, weighted, args, users0, items0):
+        self.weighted, self.args = weighted, args
+        self.users, self.items = users0.copy(), items0.copy()
+
+    def step(self) -> float:
+        result = fit_als(
+            self.weighted,
+            factors=self.args.factors,
+            regularization=self.args.regularization,
+            iterations=1,
+            cg_steps=self.args.cg_steps,
+            threads=self.args.threads,
+            user_factors=self.users,
+            item_factors=self.items,
+            compute_loss=False,
+        )
+        self.users, self.items = result.user_factors, result.item_factors
+        return result.seconds[0]
 
 
-def run_implicit(weighted, args, users0, items0) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    model = AlternatingLeastSquares(
-        factors=args.factors,
-        regularization=args.regularization,
-        iterations=args.iterations,
-        num_threads=args.threads,
-        random_state=0,
-    )
-    model.cg_steps = args.cg_steps
-    model.user_factors = users0.copy()
-    model.item_factors = items0.copy()
-    seconds: list[float] = []
-    # implicit's callback gets (iteration, elapsed seconds of the iteration, loss).
-    model.fit(weighted, show_progress=False, callback=lambda _it, elapsed, _loss: seconds.append(elapsed))
-    return model.user_factors, model.item_factors, seconds
+class ImplicitRunner:
+    """implicit's CPU ALS advanced one iteration per call (fit() keeps factors that are already set)."""
+
+    def __init__(self, weighted, args, users0, items0):
+        self.weighted = weighted
+        self.model = AlternatingLeastSquares(
+            factors=args.factors,
+            regularization=args.regularization,
+            iterations=1,
+            num_threads=args.threads,
+            random_state=0,
+        )
+        self.model.cg_steps = args.cg_steps
+        self.model.user_factors = users0.copy()
+        self.model.item_factors = items0.copy()
+
+    def step(self) -> float:
+        seconds: list[float] = []
+        # implicit's callback gets (iteration, elapsed seconds of the iteration, loss).
+        self.model.fit(
+            self.weighted, show_progress=False, callback=lambda _i, elapsed, _l: seconds.append(elapsed)
+        )
+        return seconds[0]
 
 
 def per_iteration(seconds: list[float]) -> tuple[float, float]:
@@ -157,8 +174,18 @@ def main() -> None:
     with threadpool_limits(limits=1, user_api="blas"):
         # Warm numba's compile cache on a tiny problem so compilation is not timed.
         fit_als(weighted[:50], factors=args.factors, iterations=1, threads=args.threads, compute_loss=False)
-        ours_users, ours_items, ours_seconds = run_ours(weighted, args, users0, items0)
-        imp_users, imp_items, imp_seconds = run_implicit(weighted, args, users0, items0)
+        # Alternate the two libraries iteration by iteration: the machine is shared and its load
+        # drifts, so side-by-side iterations see the same conditions.
+        ours, theirs = (
+            OursRunner(weighted, args, users0, items0),
+            ImplicitRunner(weighted, args, users0, items0),
+        )
+        ours_seconds, imp_seconds = [], []
+        for _ in range(args.iterations):
+            ours_seconds.append(ours.step())
+            imp_seconds.append(theirs.step())
+        ours_users, ours_items = ours.users, ours.items
+        imp_users, imp_items = theirs.model.user_factors, theirs.model.item_factors
         ours_loss = als_loss(weighted, ours_users, ours_items, args.regularization, threads=args.threads)
         imp_loss = als_loss(weighted, imp_users, imp_items, args.regularization, threads=args.threads)
         imp_own_loss = float(
