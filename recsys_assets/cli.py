@@ -10,6 +10,7 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -40,9 +41,9 @@ def resolve_artist(conn: duckdb.DuckDBPyConnection, name: str) -> str:
         GROUP BY a.name ORDER BY count(p.user_id) DESC, a.name LIMIT 1
         """,
         [wanted],
-    ).fetchone()
+    ).fetchall()
     if match:
-        return match[0]
+        return match[0][0]
     close = conn.execute(
         """
         SELECT name FROM artists WHERE name IS NOT NULL
@@ -55,11 +56,13 @@ def resolve_artist(conn: duckdb.DuckDBPyConnection, name: str) -> str:
     raise CliError(f"no artist named {name!r}. Close matches: {suggestions or 'none'}")
 
 
-def _print_rows(relation: duckdb.DuckDBPyRelation | None, empty_message: str) -> None:
-    if relation is None:
+def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, empty_message: str) -> None:
+    """Run ``sql`` and print the result as an aligned text table."""
+    cursor = conn.execute(sql, params) if params else conn.execute(sql)
+    if cursor.description is None:
         return
-    columns = relation.columns
-    rows = relation.fetchall()
+    columns = [d[0] for d in cursor.description]
+    rows = cursor.fetchall()
     if not rows:
         print(empty_message)
         return
@@ -82,9 +85,8 @@ def cmd_related(args: argparse.Namespace) -> None:
         name = resolve_artist(conn, args.name)
         if name.lower() != args.name.lower():
             print(f"(showing {name!r})")
-        sql = read_sql("queries/related_by_name.sql")
-        relation = conn.sql(sql, params={"name": name, "model": args.model, "n": args.n})
-        _print_rows(relation, f"no related artists for {name!r} in model {args.model!r}")
+        params = {"name": name, "model": args.model, "n": args.n}
+        _print_rows(conn, read_sql("queries/related_by_name.sql"), params, f"no related artists for {name!r}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
@@ -92,23 +94,24 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         known = conn.execute("SELECT count(*) FROM users WHERE user_key = ?", [args.user]).fetchone()[0]
         if not known:
             raise CliError(f"no user with key {args.user!r}; user keys are in the users table (user_key)")
+        params = {"user": args.user, "model": args.model, "n": args.n}
         sql = read_sql("queries/recommendations_for_user.sql")
-        relation = conn.sql(sql, params={"user": args.user, "model": args.model, "n": args.n})
-        _print_rows(relation, f"no recommendations for {args.user!r} in model {args.model!r}")
+        _print_rows(conn, sql, params, f"no recommendations for {args.user!r} in model {args.model!r}")
 
 
 def cmd_query(args: argparse.Namespace) -> None:
     with _catalog_connection() as conn:
         try:
-            relation = conn.sql(args.sql)
+            _print_rows(conn, args.sql, None, "(no rows)")
         except duckdb.Error as exc:
             raise CliError(f"query failed: {exc}") from exc
-        _print_rows(relation, "(no rows)")
 
 
 def _dagster_home() -> Path:
     home = Path(os.environ.get("DAGSTER_HOME") or recsys_home() / "dagster")
     home.mkdir(parents=True, exist_ok=True)
+    # An empty dagster.yaml = the default local storage, without a warning on every start.
+    (home / "dagster.yaml").touch()
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -116,14 +119,18 @@ def _dagster_home() -> Path:
 def cmd_refresh(args: argparse.Namespace) -> None:
     import dagster as dg
 
+    from recsys_assets.assets.ingest import source_fingerprint
     from recsys_assets.definitions import build_definitions
     from recsys_assets.refresh import RefreshFailedError, RefreshInProgressError, refresh
+    from recsys_assets.settings import load_settings
 
     _dagster_home()
-    defs = build_definitions()
+    settings = load_settings()
+    defs = build_definitions(settings)
+    current = {"plays_source": source_fingerprint(settings, recsys_home())}
     with dg.DagsterInstance.get() as instance:
         try:
-            result = refresh(defs, instance)
+            result = refresh(defs, instance, source_versions=current)
         except (RefreshFailedError, RefreshInProgressError) as exc:
             raise CliError(str(exc)) from exc
     if result.waves:
@@ -199,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Dagster flags APIs it may change (data versions, observable sources) on every use; they are
+    # pinned and tested here, so the warnings would only bury the progress lines.
+    warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
     args = build_parser().parse_args(argv)
     if getattr(args, "n", 1) < 1:
         print("recsys: -n must be at least 1", file=sys.stderr)

@@ -1,6 +1,5 @@
 """The one ``Definitions`` object: assets, checks, resources, the refresh job and its schedule."""
 
-from __future__ import annotations
 
 from pathlib import Path
 

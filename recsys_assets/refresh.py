@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.definitions.data_version import (
+    CachingStaleStatusResolver,
+    StaleStatus,
+    extract_data_version_from_entry,
+)
 from dagster._time import get_current_datetime
 
 REFRESH_TAG = "recsys/refresh"
@@ -89,6 +93,28 @@ def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict
     return out
 
 
+def ready_to_run(defs: dg.Definitions, stale: dict[str, str]) -> dict[str, str]:
+    """The stale assets that can run now: those with no ancestor still *pending*, i.e. downstream of a
+    stale asset without being stale itself yet. Such an ancestor may change once this wave has run,
+    so running its descendant now would read an old input (e.g. recommendations from old factors after
+    the play matrix changed); it waits for a later wave instead."""
+    graph = defs.resolve_asset_graph()
+    stale_keys = {dg.AssetKey.from_user_string(k) for k in stale}
+    pending: set[dg.AssetKey] = set()
+    frontier = list(stale_keys)
+    while frontier:
+        for child in graph.get(frontier.pop()).child_keys:
+            if child not in pending:
+                pending.add(child)
+                frontier.append(child)
+    pending -= stale_keys
+    return {
+        key: why
+        for key, why in stale.items()
+        if not graph.get_ancestor_asset_keys(dg.AssetKey.from_user_string(key)) & pending
+    }
+
+
 def _process_alive(run: dg.DagsterRun) -> bool:
     pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
     if pid is None or host != socket.gethostname():
@@ -118,12 +144,39 @@ def runs_in_progress(
     return active
 
 
-def observe_sources(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    """Observe every observable source (the input file's fingerprint), recording its data version."""
-    keys = observable_keys(defs)
+def latest_observed_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
+    """The data version recorded by the latest observation of a source asset, if any."""
+    record = instance.get_latest_data_version_record(key, is_source=True)
+    if record is None:
+        return None
+    version = extract_data_version_from_entry(record.event_log_entry)
+    return version.value if version is not None else None
+
+
+def observe_sources(
+    defs: dg.Definitions, instance: dg.DagsterInstance, current: Mapping[str, str] | None = None
+) -> None:
+    """Observe every observable source (the input file's fingerprint), recording its data version.
+
+    ``current`` maps source keys to versions the caller already computed with the same function the
+    source observes with; sources whose recorded version equals it are not observed again (a no-op
+    refresh then costs a ``stat`` of the input, not a Dagster run).
+    """
+    keys = [
+        key
+        for key in observable_keys(defs)
+        if current is None
+        or current.get(key.to_user_string()) is None
+        or latest_observed_version(instance, key) != current[key.to_user_string()]
+    ]
     if keys:
         job = defs.resolve_implicit_global_asset_job_def()
-        job.execute_in_process(instance=instance, asset_selection=keys, tags={REFRESH_TAG: "observe"})
+        job.execute_in_process(
+            instance=instance,
+            asset_selection=keys,
+            tags={REFRESH_TAG: "observe"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        )
 
 
 def refresh(
@@ -132,22 +185,24 @@ def refresh(
     log: Callable[[str], None] = print,
     exclude_run_ids: set[str] = frozenset(),
     max_waves: int = 50,
+    log_level: str = "INFO",
+    source_versions: Mapping[str, str] | None = None,
 ) -> RefreshResult:
     """Observe the input, then materialize stale and missing assets in waves until none is left.
 
-    Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
+    ``source_versions``: see :func:`observe_sources`. Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
     and :class:`RefreshFailedError` naming the failed assets when a wave fails.
     """
     active = runs_in_progress(instance, exclude_run_ids)
     if active:
         names = ", ".join(f"{r.run_id[:8]} ({r.job_name}, {r.status.value})" for r in active)
         raise RefreshInProgressError(f"not starting: run(s) in progress: {names}")
-    observe_sources(defs, instance)
+    observe_sources(defs, instance, source_versions)
     job = defs.resolve_implicit_global_asset_job_def()
     tags = {REFRESH_TAG: "wave", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     result = RefreshResult()
     for wave_number in range(1, max_waves + 1):
-        todo = stale_or_missing(defs, instance)
+        todo = ready_to_run(defs, stale_or_missing(defs, instance))
         if not todo:
             break
         for key, why in todo.items():
@@ -157,6 +212,7 @@ def refresh(
             asset_selection=[dg.AssetKey.from_user_string(k) for k in todo],
             tags=tags,
             raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         result.waves.append(todo)
         result.run_ids.append(run.run_id)

@@ -1,7 +1,5 @@
 """Dagster resources: the artifact IO manager and the store of published outputs."""
 
-from __future__ import annotations
-
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +23,8 @@ class ArtifactIOManager(dg.ConfigurableIOManager):
         return Path(self.root) / f"{'__'.join(key.path)}.npz"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return  # a table asset (MaterializeResult): its data is in DuckDB, not in a file
         path = save_artifact(obj, self.path_for(context.asset_key))
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size})
 

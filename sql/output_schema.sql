@@ -34,13 +34,18 @@ CREATE TABLE IF NOT EXISTS recommendations (
     score REAL NOT NULL
 );
 
--- Candidate duplicate artists: near-identical factors, few shared listeners.
+-- Candidate duplicate artists: near-identical factors, far fewer shared listeners than such similar
+-- artists usually share. score = -log P(Poisson(expected_shared) <= shared_listeners).
 CREATE TABLE IF NOT EXISTS artist_aliases (
     model VARCHAR NOT NULL,
     artist_id INTEGER NOT NULL,
     alias_id INTEGER NOT NULL,
     factor_similarity REAL NOT NULL,
     listener_similarity REAL NOT NULL,
+    shared_listeners INTEGER NOT NULL,
+    artist_listeners INTEGER NOT NULL,
+    alias_listeners INTEGER NOT NULL,
+    expected_shared REAL NOT NULL,
     score REAL NOT NULL
 );
 

@@ -1,7 +1,5 @@
 """Helpers shared by the asset modules: code versions, data versions and readable metadata."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 

@@ -1,7 +1,5 @@
 """Evaluation: a held-out split, every model refitted on train, metrics against baselines, a report."""
 
-from __future__ import annotations
-
 import base64
 import datetime as dt
 
@@ -138,12 +136,20 @@ def build_evaluation_assets(settings: Settings) -> list:
                 factors.user_factors, factors.item_factors, split.train, split.test, k=k, threads=threads
             )
             rows += metric_rows(factors.model, factors.settings_fingerprint, split_name, k, result)
-        for name, scores in (
-            ("popularity", metrics.popularity_scores(split.train)),
-            ("random", metrics.random_scores(split.train.shape[1], seed=ev.seed)),
-        ):
-            result = metrics.evaluate_item_scores(scores, split.train, split.test, k=k, threads=threads)
-            rows += metric_rows(name, fingerprint(name), split_name, k, result)
+        n_users, n_items = split.train.shape
+        popularity = metrics.evaluate_factors(
+            np.ones((n_users, 1), dtype=np.float32),
+            metrics.popularity_scores(split.train)[:, None],
+            split.train,
+            split.test,
+            k=k,
+            threads=threads,
+        )
+        rows += metric_rows("popularity", fingerprint("popularity"), split_name, k, popularity)
+        random = metrics.evaluate_scores(
+            metrics.random_scores(n_items, seed=ev.seed), split.train, split.test, k=k, threads=threads
+        )
+        rows += metric_rows("random", fingerprint("random", ev.seed), split_name, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse_connection(warehouse) as conn:
             table = pd.DataFrame(rows).assign(run_at=run_at)

@@ -1,7 +1,5 @@
 """Factor sets: implicit ALS and LSA over the weighted matrix, as artifacts and DuckDB tables."""
 
-from __future__ import annotations
-
 import base64
 
 import dagster as dg

@@ -1,7 +1,5 @@
 """Ingest: the observed input (file or synthetic settings) and the raw play triples in DuckDB."""
 
-from __future__ import annotations
-
 import dataclasses
 from pathlib import Path
 

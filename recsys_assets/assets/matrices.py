@@ -1,7 +1,5 @@
 """Matrices: the user x artist play matrix and its weighted form."""
 
-from __future__ import annotations
-
 import dagster as dg
 import numpy as np
 import scipy.sparse as sp

@@ -1,7 +1,5 @@
 """Answers: ANN indexes per factor set, related artists, recommendations and alias candidates."""
 
-from __future__ import annotations
-
 import dataclasses
 import hashlib
 from dataclasses import dataclass
@@ -15,7 +13,7 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, table_version
 from recsys_assets.core.aliases import alias_candidates
-from recsys_assets.core.ann import build_index, load_index, recall_at_k, related_items
+from recsys_assets.core.ann import AnnoyCosineIndex, build_index, load_index, recall_at_k, related_items
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
@@ -75,7 +73,12 @@ def related_with_recall(
 ) -> tuple[pd.DataFrame, float]:
     """Top-``n`` related artists for every artist from the index, and recall@10 of those answers
     against exact cosine top-10 on ``sample`` seeded random artists that have a non-zero vector."""
-    index = load_index(Path(ref.path), search_k=ann.search_k, ef_search=ann.ef_search)
+    index = load_index(Path(ref.path))
+    # Query parameters are not part of the index file: changing them re-runs only this step.
+    if isinstance(index, AnnoyCosineIndex):
+        index.search_k = ann.search_k
+    else:
+        index.set_ef_search(max(ann.ef_search, n))
     related, scores = related_items(index, n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
@@ -182,7 +185,7 @@ def build_related_assets(settings: Settings) -> list:
         lsa_ann_index: IndexRef,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
-    ):
+    ) -> dg.MaterializeResult:
         frames, recalls = [], {}
         for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
             frame, recalls[ref.model] = related_with_recall(
@@ -195,17 +198,18 @@ def build_related_assets(settings: Settings) -> list:
             preview = related_preview(conn)
             version = table_version(conn, "related_artists")
         passed = all(r >= related.min_recall_at_10 for r in recalls.values())
-        yield dg.Output(
-            None,
+        recall_metadata = {f"recall_at_10_{m}": r for m, r in recalls.items()}
+        return dg.MaterializeResult(
             data_version=version,
             metadata={"dagster/row_count": len(table), "preview_als": dg.MetadataValue.md(preview)}
-            | {f"recall_at_10_{m}": r for m, r in recalls.items()},
-        )
-        yield dg.AssetCheckResult(
-            check_name="ann_recall_at_10",
-            passed=passed,
-            metadata={f"recall_at_10_{m}": r for m, r in recalls.items()}
-            | {"threshold": related.min_recall_at_10},
+            | recall_metadata,
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="ann_recall_at_10",
+                    passed=passed,
+                    metadata=recall_metadata | {"threshold": related.min_recall_at_10},
+                )
+            ],
         )
 
     @dg.asset(
@@ -221,7 +225,7 @@ def build_related_assets(settings: Settings) -> list:
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         play_matrix: sp.csr_matrix,
-    ):
+    ) -> dg.MaterializeResult:
         frames = []
         for factors in (als_factors, lsa_factors):
             ids, scores = topk_dot(
@@ -232,7 +236,7 @@ def build_related_assets(settings: Settings) -> list:
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, store, "recommendations", table)
             version = table_version(conn, "recommendations")
-        return dg.Output(None, data_version=version, metadata={"dagster/row_count": len(table)})
+        return dg.MaterializeResult(data_version=version, metadata={"dagster/row_count": len(table)})
 
     @dg.asset(
         ins={f"{m}_factors": dg.AssetIn() for m in MODELS} | {"play_matrix": dg.AssetIn()},
@@ -248,7 +252,7 @@ def build_related_assets(settings: Settings) -> list:
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         play_matrix: sp.csr_matrix,
-    ):
+    ) -> dg.MaterializeResult:
         frames = []
         for factors in (als_factors, lsa_factors):
             frame = alias_candidates(
@@ -266,39 +270,23 @@ def build_related_assets(settings: Settings) -> list:
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, store, "artist_aliases", table)
             version = table_version(conn, "artist_aliases")
-            if settings.data.source == "synthetic":
-                metadata |= planted_alias_recall(conn, settings)
-        return dg.Output(None, data_version=version, metadata=metadata)
+        if settings.data.source == "synthetic":
+            metadata |= planted_alias_recall(table, settings)
+        return dg.MaterializeResult(data_version=version, metadata=metadata)
 
     return [*index_assets, related_artists, recommendations, artist_aliases]
 
 
-def planted_alias_recall(conn, settings: Settings) -> dict[str, float]:
+def planted_alias_recall(table: pd.DataFrame, settings: Settings) -> dict[str, float]:
     """Synthetic data only: recall of the generator's planted alias pairs among each model's top
-    ``2 x n_pairs`` candidates (matched by artist name, since ids are assigned at load time)."""
-    plays = generate_plays(**dataclasses.asdict(settings.synthetic))
-    names = plays.artist_names
-    planted = pd.DataFrame(
-        {"a": [names[i] for i in plays.alias_pairs[:, 0]], "b": [names[j] for j in plays.alias_pairs[:, 1]]}
-    )
-    conn.register("planted_pairs", planted)
-    rows = conn.execute(
-        """
-        WITH ranked AS (
-            SELECT model, artist_id, alias_id,
-                   row_number() OVER (PARTITION BY model ORDER BY score DESC) AS position
-            FROM artist_aliases
-        ), named AS (
-            SELECT r.model, r.position, x.artist_key AS x, y.artist_key AS y
-            FROM ranked r JOIN artists x ON x.artist_id = r.artist_id JOIN artists y ON y.artist_id = r.alias_id
-        )
-        SELECT m.model, count(DISTINCT p.a || '|' || p.b) AS found
-        FROM (SELECT DISTINCT model FROM artist_aliases) m
-        LEFT JOIN named n ON n.model = m.model AND n.position <= ?
-        LEFT JOIN planted_pairs p ON (p.a = n.x AND p.b = n.y) OR (p.a = n.y AND p.b = n.x)
-        GROUP BY m.model
-        """,
-        [2 * len(planted)],
-    ).fetchall()
-    conn.unregister("planted_pairs")
-    return {f"planted_alias_recall_{model}": found / max(len(planted), 1) for model, found in rows}
+    ``2 x n_pairs`` candidates (the synthetic loader keeps the generator's indices as artist ids)."""
+    planted = generate_plays(**dataclasses.asdict(settings.synthetic)).alias_pairs
+    wanted = {(int(min(a, b)), int(max(a, b))) for a, b in planted}
+    out = {}
+    for model, group in table.groupby("model"):
+        top = group.nlargest(2 * len(wanted), "score")
+        found = {
+            (int(min(a, b)), int(max(a, b))) for a, b in zip(top["artist_id"], top["alias_id"], strict=True)
+        }
+        out[f"planted_alias_recall_{model}"] = len(found & wanted) / max(len(wanted), 1)
+    return out

@@ -13,11 +13,13 @@ from __future__ import annotations
 import base64
 import html
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ReportError",
@@ -77,7 +79,16 @@ def metrics_markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _figure(**kwargs) -> Figure:
+    # matplotlib is imported on first use: loading the Dagster definitions must stay fast.
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
+
+
 def _png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     buffer = io.BytesIO()
     FigureCanvasAgg(fig).print_png(buffer)
     return buffer.getvalue()
@@ -88,7 +99,7 @@ def metrics_chart_png(rows: list[dict]) -> bytes:
     models, columns, values = _table(rows)
     if not models:
         raise ReportError("no metric rows to chart")
-    fig = Figure(figsize=(max(6.0, 1.1 * len(columns) * max(1.0, len(models) / 3)), 4.2), dpi=110)
+    fig = _figure(figsize=(max(6.0, 1.1 * len(columns) * max(1.0, len(models) / 3)), 4.2), dpi=110)
     ax = fig.add_subplot()
     width = 0.8 / len(models)
     x = np.arange(len(columns))
@@ -114,7 +125,7 @@ def loss_curve_png(losses: dict[str, list[float]]) -> bytes:
     curves = {name: np.asarray(values, dtype=np.float64) for name, values in losses.items() if len(values)}
     if not curves:
         raise ReportError("no loss values to plot")
-    fig = Figure(figsize=(6.0, 3.8), dpi=110)
+    fig = _figure(figsize=(6.0, 3.8), dpi=110)
     ax = fig.add_subplot()
     for name, values in curves.items():
         ax.plot(np.arange(1, values.size + 1), values, marker="o", markersize=3, label=name)

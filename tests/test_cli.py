@@ -1,0 +1,110 @@
+"""The `recsys` command against a materialized home: answers, errors, read-only access."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from recsys_assets.cli import main
+from recsys_assets.sql import example_queries
+from recsys_assets.storage import Catalog
+
+pytestmark = pytest.mark.slow
+
+
+def _popular_artist(home) -> str:
+    with Catalog(home).connect() as conn:
+        return conn.execute(
+            "SELECT a.name FROM plays JOIN artists a USING (artist_id) GROUP BY a.name ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()[0]
+
+
+def test_related_by_name_is_case_and_the_insensitive(recsys_home_env, capsys):
+    name = _popular_artist(recsys_home_env)
+    assert main(["related", name, "-n", "5"]) == 0
+    exact = capsys.readouterr().out
+    assert len(exact.strip().splitlines()) == 6  # header + 5 rows
+    bare = name[4:] if name.lower().startswith("the ") else name
+    assert main(["related", f"the {bare.upper()}", "-n", "5", "--model", "als"]) == 0
+    assert capsys.readouterr().out.splitlines()[-5:] == exact.strip().splitlines()[-5:]
+
+
+def test_unknown_artist_gets_close_matches_not_a_traceback(recsys_home_env, capsys):
+    name = _popular_artist(recsys_home_env)
+    assert main(["related", name[:-1] + "zz"]) == 1
+    err = capsys.readouterr().err
+    assert "no artist named" in err and "Close matches" in err and repr(name) in err
+    assert "Traceback" not in err
+
+
+def test_recommend_and_unknown_user(recsys_home_env, capsys):
+    with Catalog(recsys_home_env).connect() as conn:
+        user = conn.execute("SELECT user_key FROM users ORDER BY user_id LIMIT 1").fetchone()[0]
+    assert main(["recommend", user, "-n", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4
+    assert main(["recommend", "no-such-user"]) == 1
+    assert "no user with key 'no-such-user'" in capsys.readouterr().err
+
+
+def test_query_is_read_only(recsys_home_env, capsys):
+    assert main(["query", "SELECT count(*) AS n FROM artists"]) == 0
+    assert capsys.readouterr().out.split() == ["n", "500"]
+    assert main(["query", "DROP VIEW artists"]) == 1
+    assert "read-only" in capsys.readouterr().err.lower()
+    assert main(["query", "SELECT count(*) FROM artists"]) == 0
+
+
+def test_no_outputs_yet_is_a_clear_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    assert main(["related", "Anyone"]) == 1
+    assert "recsys refresh" in capsys.readouterr().err
+
+
+def test_every_example_query_runs(recsys_home_env):
+    params = {"name": _popular_artist(recsys_home_env), "model": "als", "n": 5, "user": "0"}
+    with Catalog(recsys_home_env).connect() as conn:
+        for name, sql in example_queries().items():
+            wanted = {p: v for p, v in params.items() if f"${p}" in sql}
+            rows = conn.sql(sql, params=wanted).fetchall() if wanted else conn.sql(sql).fetchall()
+            assert rows or name == "rejects_summary", name
+
+
+def test_readers_are_never_blocked_nor_see_half_a_table(recsys_home_env):
+    """A writer process holds the warehouse (as a running materialization does) and republishes a table
+    many times; a reader meanwhile queries the catalog and always sees a whole snapshot."""
+    home = recsys_home_env
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import duckdb, sys
+                from recsys_assets.storage import Catalog
+                conn = duckdb.connect({str(home / "warehouse.duckdb")!r})
+                print("locked", flush=True)
+                for i in range(40):
+                    n = 1000 if i % 2 else 3000
+                    conn.execute(f"CREATE OR REPLACE TABLE churn AS SELECT range AS x FROM range({{n}})")
+                    Catalog({str(home)!r}).publish(conn, ["churn"])
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout.readline().strip() == "locked"
+    seen = []
+    deadline = time.time() + 60
+    while writer.poll() is None and time.time() < deadline:
+        try:
+            with Catalog(home).connect() as conn:
+                seen.append(conn.execute("SELECT count(*) FROM churn").fetchone()[0])
+        except Exception as exc:  # the view may not exist before the first publish
+            assert "churn" in str(exc), exc
+    assert writer.wait(timeout=60) == 0
+    assert seen and set(seen) <= {1000, 3000}

@@ -1,0 +1,100 @@
+"""End to end on tiny synthetic data: every asset materializes and the outputs are right."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.refresh import materializable_keys
+from recsys_assets.storage import Catalog
+
+pytestmark = pytest.mark.slow
+
+
+def _latest_metadata(instance, key: str) -> dict:
+    event = instance.get_latest_materialization_event(dg.AssetKey(key))
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+def test_first_refresh_materializes_every_asset(materialized):
+    _, _, defs, instance, result = materialized
+    every = {k.to_user_string() for k in materializable_keys(defs)}
+    assert set(result.materialized) == every
+    assert len(result.materialized) == len(every)  # each exactly once
+    for key in every:
+        assert instance.get_latest_materialization_event(dg.AssetKey(key)) is not None, key
+
+
+def test_published_tables_are_filled(materialized):
+    settings, home, *_ = materialized
+    with Catalog(home).connect() as conn:
+        count = lambda t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: E731
+        n_users, n_artists = count("users"), count("artists")
+        assert n_users == settings.synthetic.n_users and n_artists == settings.synthetic.n_artists
+        assert count("plays") > 0 and count("load_log") == 1
+        for model in ("als", "lsa"):
+            assert conn.execute("SELECT count(*) FROM artist_factors WHERE model = ?", [model]).fetchone()[0] == n_artists
+            assert conn.execute("SELECT count(*) FROM user_factors WHERE model = ?", [model]).fetchone()[0] == n_users
+            per_artist = conn.execute(
+                "SELECT max(rank), count(DISTINCT artist_id) FROM related_artists WHERE model = ?", [model]
+            ).fetchone()
+            assert per_artist[0] == settings.related.n
+            assert per_artist[1] >= 0.95 * n_artists
+        assert conn.execute("SELECT count(*) FROM related_artists WHERE artist_id = related_id").fetchone()[0] == 0
+        dims = conn.execute("SELECT DISTINCT len(factors) FROM artist_factors WHERE model = 'als'").fetchall()
+        assert dims == [(settings.als.factors,)]
+
+
+def test_recommendations_never_repeat_played_artists(materialized):
+    settings, home, *_ = materialized
+    with Catalog(home).connect() as conn:
+        overlap = conn.execute(
+            "SELECT count(*) FROM recommendations r JOIN plays p USING (user_id, artist_id)"
+        ).fetchone()[0]
+        assert overlap == 0
+        per_user = conn.execute(
+            "SELECT min(c), max(c) FROM (SELECT user_id, model, count(*) c FROM recommendations GROUP BY ALL)"
+        ).fetchone()
+        assert per_user == (settings.recommend.n, settings.recommend.n)
+
+
+def test_related_artists_of_a_genre_come_mostly_from_that_genre(materialized):
+    settings, home, *_ = materialized
+    genre = generate_plays(**dataclasses.asdict(settings.synthetic)).artist_genre
+    with Catalog(home).connect() as conn:
+        pairs = conn.execute(
+            "SELECT artist_id, related_id FROM related_artists WHERE model = 'als' AND rank <= 10"
+        ).fetchnumpy()
+    same = np.mean(genre[pairs["artist_id"]] == genre[pairs["related_id"]])
+    chance = np.sum(np.bincount(genre) ** 2) / genre.size**2
+    assert same > 0.5, (same, chance)
+    assert same > 2.5 * chance
+
+
+def test_checks_passed_and_recall_reported(materialized):
+    settings, _, defs, instance, _ = materialized
+    for key in ("als_factors", "lsa_factors", "related_artists"):
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey(key), "ann_recall_at_10" if key == "related_artists" else f"{key}_are_finite"),
+            limit=1,
+        )
+        assert records and records[0].status.value == "SUCCEEDED", key
+    meta = _latest_metadata(instance, "related_artists")
+    assert meta["recall_at_10_als"] >= settings.related.min_recall_at_10
+
+
+def test_evaluation_report(materialized):
+    _, home, _, instance, _ = materialized
+    meta = _latest_metadata(instance, "evaluation_report")
+    html = open(meta["html_report"]).read()
+    assert "<table" in html and "data:image/png;base64," in html
+    with Catalog(home).connect() as conn:
+        rows = dict(
+            conn.execute("SELECT model, value FROM evaluation WHERE metric = 'precision' AND k = 10").fetchall()
+        )
+    assert set(rows) == {"als", "lsa", "popularity", "random"}
+    assert rows["als"] > rows["random"] and rows["als"] > rows["popularity"]

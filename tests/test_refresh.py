@@ -1,0 +1,126 @@
+"""Only stale pieces materialize: the six scenarios of the staleness promise, on tiny data."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import numpy as np
+import pytest
+
+from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.definitions import build_definitions
+from recsys_assets.refresh import (
+    RefreshFailedError,
+    RefreshInProgressError,
+    materializable_keys,
+    refresh,
+    stale_or_missing,
+)
+from tests.conftest import tiny_settings
+
+pytestmark = pytest.mark.slow
+
+DOWNSTREAM_OF_WEIGHTING = {
+    "weighted_matrix",
+    "als_factors",
+    "lsa_factors",
+    "als_ann_index",
+    "lsa_ann_index",
+    "related_artists",
+    "recommendations",
+    "artist_aliases",
+    "eval_als_factors",
+    "eval_lsa_factors",
+    "evaluation_report",
+}
+
+
+def _run(settings, home, instance):
+    defs = build_definitions(settings, home)
+    return defs, refresh(defs, instance, log=lambda _: None)
+
+
+def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
+    settings = tiny_settings()
+    instance = dg.DagsterInstance.ephemeral()
+    defs, first = _run(settings, tmp_path, instance)
+    # 1. the first refresh materializes every asset
+    assert set(first.materialized) == {k.to_user_string() for k in materializable_keys(defs)}
+    # 2. a second refresh materializes nothing
+    _, second = _run(settings, tmp_path, instance)
+    assert second.materialized == []
+    # 3. an ANN build setting re-runs the indexes and what reads them, nothing upstream
+    ann_changed = settings.replace(ann={"hnsw_m": 8})
+    _, third = _run(ann_changed, tmp_path, instance)
+    assert {"als_ann_index", "lsa_ann_index", "related_artists"} <= set(third.materialized)
+    assert set(third.materialized) <= {"als_ann_index", "lsa_ann_index", "related_artists", "evaluation_report"}
+    # ... and a query-time setting re-runs only related_artists (and its reader when answers change)
+    query_changed = ann_changed.replace(ann={"ef_search": 150})
+    _, fourth = _run(query_changed, tmp_path, instance)
+    assert "related_artists" in fourth.materialized
+    assert set(fourth.materialized) <= {"related_artists", "evaluation_report"}
+    # 4. BM25 K1 re-runs the weighted matrix and everything after it, not the raw load
+    k1_changed = query_changed.replace(weighting={"k1": 50.0})
+    _, fifth = _run(k1_changed, tmp_path, instance)
+    assert set(fifth.materialized) == DOWNSTREAM_OF_WEIGHTING
+    # and the UI's "unsynced" view agrees that nothing is left
+    assert stale_or_missing(build_definitions(k1_changed, tmp_path), instance) == {}
+
+
+def _write_triples(path, seed, extra_rows=0):
+    plays = generate_plays(n_users=300, n_artists=300, artists_per_user=15.0, n_alias_pairs=2, n_genres=4, seed=seed)
+    lines = ["user,item,value"]
+    lines += [
+        f"u{u},{plays.artist_names[a]},{p}"
+        for u, a, p in zip(plays.user_index, plays.artist_index, plays.plays, strict=True)
+    ]
+    rng = np.random.default_rng(seed + 1)
+    lines += [f"new{i},{plays.artist_names[int(rng.integers(300))]},3" for i in range(extra_rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_input_file_touch_runs_nothing_and_new_rows_run_everything(tmp_path):
+    data = tmp_path / "plays.csv"
+    _write_triples(data, seed=3)
+    settings = tiny_settings(data={"source": "triples", "path": str(data)})
+    instance = dg.DagsterInstance.ephemeral()
+    home = tmp_path / "home"
+    defs, first = _run(settings, home, instance)
+    every = {k.to_user_string() for k in materializable_keys(defs)}
+    assert set(first.materialized) == every
+    # 5. touching the file (new mtime, same content) runs nothing
+    later = time.time() + 5
+    os.utime(data, (later, later))
+    _, touched = _run(settings, home, instance)
+    assert touched.materialized == []
+    # 6. appending rows runs everything from the raw load on
+    _write_triples(data, seed=3, extra_rows=25)
+    _, appended = _run(settings, home, instance)
+    assert set(appended.materialized) == every
+
+
+def test_failed_asset_is_named_and_previous_outputs_stay(tmp_path):
+    data = tmp_path / "plays.csv"
+    _write_triples(data, seed=4)
+    settings = tiny_settings(data={"source": "triples", "path": str(data)})
+    instance = dg.DagsterInstance.ephemeral()
+    _run(settings, tmp_path / "home", instance)
+    from recsys_assets.storage import Catalog
+
+    before = Catalog(tmp_path / "home").connect().execute("SELECT count(*) FROM plays").fetchone()[0]
+    data.write_text("user,item,value\nonly,a,header-like-garbage\n")
+    with pytest.raises(RefreshFailedError, match="raw_plays"):
+        _run(settings, tmp_path / "home", instance)
+    after = Catalog(tmp_path / "home").connect().execute("SELECT count(*) FROM plays").fetchone()[0]
+    assert after == before
+
+
+def test_refresh_refuses_to_overlap_a_run_in_progress(tmp_path):
+    instance = dg.DagsterInstance.ephemeral()
+    defs = build_definitions(tiny_settings(), tmp_path)
+    job = defs.resolve_implicit_global_asset_job_def()
+    run = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
+    with pytest.raises(RefreshInProgressError, match=run.run_id[:8]):
+        refresh(defs, instance, log=lambda _: None)
