@@ -200,7 +200,6 @@ def _add_rows(indices, data, start, end, fixed, v, rhs, sign, out):  # pragma: n
 @numba.njit(cache=True, fastmath=True, parallel=True)
 def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts):  # pragma: no cover
     f = fixed.shape[1]
-    n_rows = current.shape[0]
     zero = np.float32(0.0)
     one = np.float32(1.0)
     for b in numba.prange(block_starts.shape[0] - 1):
@@ -222,11 +221,6 @@ def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts
             _add_rows(indices, data, start, end, fixed, x, one, -one, r)
             p[:] = r
             rs_old = _dot(r, r)
-            # The next row's first entries are not covered by prefetching ahead within a row:
-            # request them now so they arrive while this row's CG steps compute from cache.
-            if u + 1 < n_rows:
-                for idx in range(indptr[u + 1], min(indptr[u + 2], indptr[u + 1] + _PREFETCH_AHEAD)):
-                    _prefetch_row(fixed, indices[idx])
             if rs_old < _CG_TOLERANCE:
                 continue
             for _ in range(cg_steps):
