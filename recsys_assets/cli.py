@@ -66,7 +66,7 @@ def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, 
     if not rows:
         print(empty_message)
         return
-    cells = [[str(v) for v in row] for row in rows]
+    cells = [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:

@@ -15,7 +15,13 @@ HETREC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec20
 def tiny_settings(**sections) -> Settings:
     """Settings small enough for a full pipeline run in seconds."""
     base = Settings().replace(
-        synthetic={"n_users": 400, "n_artists": 500, "artists_per_user": 20.0, "n_alias_pairs": 6, "n_genres": 6},
+        synthetic={
+            "n_users": 400,
+            "n_artists": 500,
+            "artists_per_user": 20.0,
+            "n_alias_pairs": 6,
+            "n_genres": 6,
+        },
         als={"factors": 16, "iterations": 6},
         lsa={"factors": 12},
         related={"n": 10, "recall_sample": 300, "min_recall_at_10": 0.9},
@@ -50,5 +56,3 @@ def recsys_home_env(materialized, monkeypatch):
 
 def hetrec_available() -> bool:
     return (HETREC_DIR / "user_artists.dat").is_file()
-
-

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -37,14 +38,23 @@ def test_published_tables_are_filled(materialized):
         assert n_users == settings.synthetic.n_users and n_artists == settings.synthetic.n_artists
         assert count("plays") > 0 and count("load_log") == 1
         for model in ("als", "lsa"):
-            assert conn.execute("SELECT count(*) FROM artist_factors WHERE model = ?", [model]).fetchone()[0] == n_artists
-            assert conn.execute("SELECT count(*) FROM user_factors WHERE model = ?", [model]).fetchone()[0] == n_users
+            assert (
+                conn.execute("SELECT count(*) FROM artist_factors WHERE model = ?", [model]).fetchone()[0]
+                == n_artists
+            )
+            assert (
+                conn.execute("SELECT count(*) FROM user_factors WHERE model = ?", [model]).fetchone()[0]
+                == n_users
+            )
             per_artist = conn.execute(
                 "SELECT max(rank), count(DISTINCT artist_id) FROM related_artists WHERE model = ?", [model]
             ).fetchone()
             assert per_artist[0] == settings.related.n
             assert per_artist[1] >= 0.95 * n_artists
-        assert conn.execute("SELECT count(*) FROM related_artists WHERE artist_id = related_id").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM related_artists WHERE artist_id = related_id").fetchone()[0]
+            == 0
+        )
         dims = conn.execute("SELECT DISTINCT len(factors) FROM artist_factors WHERE model = 'als'").fetchall()
         assert dims == [(settings.als.factors,)]
 
@@ -79,7 +89,9 @@ def test_checks_passed_and_recall_reported(materialized):
     settings, _, defs, instance, _ = materialized
     for key in ("als_factors", "lsa_factors", "related_artists"):
         records = instance.event_log_storage.get_asset_check_execution_history(
-            dg.AssetCheckKey(dg.AssetKey(key), "ann_recall_at_10" if key == "related_artists" else f"{key}_are_finite"),
+            dg.AssetCheckKey(
+                dg.AssetKey(key), "ann_recall_at_10" if key == "related_artists" else f"{key}_are_finite"
+            ),
             limit=1,
         )
         assert records and records[0].status.value == "SUCCEEDED", key
@@ -90,11 +102,13 @@ def test_checks_passed_and_recall_reported(materialized):
 def test_evaluation_report(materialized):
     _, home, _, instance, _ = materialized
     meta = _latest_metadata(instance, "evaluation_report")
-    html = open(meta["html_report"]).read()
+    html = Path(meta["html_report"]).read_text()
     assert "<table" in html and "data:image/png;base64," in html
     with Catalog(home).connect() as conn:
         rows = dict(
-            conn.execute("SELECT model, value FROM evaluation WHERE metric = 'precision' AND k = 10").fetchall()
+            conn.execute(
+                "SELECT model, value FROM evaluation WHERE metric = 'precision' AND k = 10"
+            ).fetchall()
         )
     assert set(rows) == {"als", "lsa", "popularity", "random"}
     assert rows["als"] > rows["random"] and rows["als"] > rows["popularity"]

@@ -55,7 +55,12 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
     ann_changed = settings.replace(ann={"hnsw_m": 8})
     _, third = _run(ann_changed, tmp_path, instance)
     assert {"als_ann_index", "lsa_ann_index", "related_artists"} <= set(third.materialized)
-    assert set(third.materialized) <= {"als_ann_index", "lsa_ann_index", "related_artists", "evaluation_report"}
+    assert set(third.materialized) <= {
+        "als_ann_index",
+        "lsa_ann_index",
+        "related_artists",
+        "evaluation_report",
+    }
     # ... and a query-time setting re-runs only related_artists (and its reader when answers change)
     query_changed = ann_changed.replace(ann={"ef_search": 150})
     _, fourth = _run(query_changed, tmp_path, instance)
@@ -70,7 +75,9 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
 
 
 def _write_triples(path, seed, extra_rows=0):
-    plays = generate_plays(n_users=300, n_artists=300, artists_per_user=15.0, n_alias_pairs=2, n_genres=4, seed=seed)
+    plays = generate_plays(
+        n_users=300, n_artists=300, artists_per_user=15.0, n_alias_pairs=2, n_genres=4, seed=seed
+    )
     lines = ["user,item,value"]
     lines += [
         f"u{u},{plays.artist_names[a]},{p}"
