@@ -6,10 +6,14 @@ reruns skip the fit. For every configuration the index is built once; queries ar
 sample of items, in increasing search effort (stopping once recall@10 >= 0.995 or the estimated time
 passes 3x the budget), and their recall@10 is measured against the exact top-10 of the same sample
 (``cosine_topk``). "all s" extrapolates the sample's query time to every item. The default backend is
-the fastest configuration (build + all queries) whose sample recall@10 reaches the target (0.95),
-preferring Annoy when it gets there in the time budget. The default and the best configuration of
-each backend are then run for real on all items; ``--exact-all`` also times exact top-10 for all items
-and checks the default's recall on all of them.
+chosen in two steps: per backend, the fastest configuration (build + estimated all queries) whose
+sample recall@10 reaches the target (0.95); both are then run for real on all items, and the default
+is Annoy if its real run meets the target (recall >= 0.95 in <= 60 s), else HNSW if it does.
+``--exact-all`` also times exact top-10 for all items and checks the default's recall on all of them.
+
+The generator's only taste structure is the genre, so the benchmark plants one genre per 150 artists:
+with a dozen genres of 25K artists each, an artist's "true" top-10 would be noise among thousands of
+near-ties (measured: cosine 0.85 at rank 1, 0.77 at rank 1000), which no ANN index reproduces.
 
     .venv/bin/python bench/related.py --small                  # 20K x 20K, a few minutes
     .venv/bin/python bench/related.py --exact-all               # full size (300K artists), heavy
@@ -42,15 +46,19 @@ BUDGET_S = 60.0
 
 
 def load_factors(
-    users: int, artists: int, plays: int, factors: int, iterations: int, threads: int
+    users: int, artists: int, plays: int, genres: int, factors: int, iterations: int, threads: int
 ) -> np.ndarray:
     """ALS item factors (artists, factors) float32 of a synthetic play matrix, cached in /tmp."""
-    cache = Path(f"/tmp/recsys_bench_related_{users}x{artists}x{plays}_f{factors}_it{iterations}.npy")
+    cache = Path(
+        f"/tmp/recsys_bench_related_{users}x{artists}x{plays}_g{genres}_f{factors}_it{iterations}.npy"
+    )
     if cache.exists():
         print(f"factors: cached {cache}")
         return np.load(cache)
     t = time.perf_counter()
-    data = generate_plays(n_users=users, n_artists=artists, artists_per_user=plays / users, seed=0)
+    data = generate_plays(
+        n_users=users, n_artists=artists, artists_per_user=plays / users, n_genres=genres, seed=0
+    )
     matrix = data.to_csr()
     print(f"generated {users} x {artists}, {matrix.nnz} plays in {time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
@@ -75,7 +83,13 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="20K users x 20K artists x 1M plays")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=3, help="ALS iterations for the factors")
+    parser.add_argument("--iterations", type=int, default=5, help="ALS iterations for the factors")
+    parser.add_argument(
+        "--genres",
+        type=int,
+        default=None,
+        help="planted genres (default: one per 150 artists, so an artist's true neighbours are distinct)",
+    )
     parser.add_argument("--sample", type=int, default=10000, help="queries for the sweep's recall")
     parser.add_argument("--exact-all", action="store_true", help="also time exact top-10 for every artist")
     args = parser.parse_args()
@@ -84,7 +98,8 @@ def main() -> None:
     load_start = os.getloadavg()
     print(f"load average at start: {load_start}")
 
-    vectors = load_factors(users, artists, plays, args.factors, args.iterations, threads)
+    genres = args.genres or max(12, artists // 150)
+    vectors = load_factors(users, artists, plays, genres, args.factors, args.iterations, threads)
     n = vectors.shape[0]
     sample = np.sort(np.random.default_rng(0).choice(n, size=min(args.sample, n), replace=False))
     t = time.perf_counter()
@@ -147,8 +162,8 @@ def main() -> None:
                     break
             del index
 
-    def best(backend: str | None) -> dict:
-        pool = [r for r in rows if backend in (None, r["backend"])]
+    def best(backend: str) -> dict:
+        pool = [r for r in rows if r["backend"] == backend]
         good = [r for r in pool if r["recall_at_10"] >= TARGET_RECALL]
         # Fastest that reaches the target; when none does, the most accurate.
         if good:
@@ -156,8 +171,6 @@ def main() -> None:
         return max(pool, key=lambda r: r["recall_at_10"])
 
     best_annoy, best_hnsw = best("annoy"), best("hnsw")
-    annoy_ok = best_annoy["recall_at_10"] >= TARGET_RECALL and best_annoy["total_est_s"] <= BUDGET_S
-    default = best_annoy if annoy_ok else best(None)
 
     def run_all(choice: dict) -> tuple[float, float, float, np.ndarray]:
         """Build and query every item for real; returns build s, query s, sample recall, all neighbours."""
@@ -182,7 +195,21 @@ def main() -> None:
             f"  {label:6} {choice['params']}: build {build_s:.1f} s + query all {query_s:.1f} s "
             f"= {build_s + query_s:.1f} s, recall@10 (sample) {recall:.3f}"
         )
-    default_build_s, default_query_s, default_recall, default_idx = measured[default["backend"]]
+
+    def meets_target(label: str) -> bool:
+        build_s, query_s, recall, _ = measured[label]
+        return recall >= TARGET_RECALL and build_s + query_s <= BUDGET_S
+
+    # Decided on the real all-item runs, not the sweep's extrapolation: Annoy when it meets the target,
+    # else HNSW when it does, else the more accurate of the two.
+    if meets_target("annoy"):
+        default_label = "annoy"
+    elif meets_target("hnsw"):
+        default_label = "hnsw"
+    else:
+        default_label = max(measured, key=lambda label: measured[label][2])
+    default = best_annoy if default_label == "annoy" else best_hnsw
+    default_build_s, default_query_s, default_recall, default_idx = measured[default_label]
 
     exact_s = None
     recall_all = None
@@ -206,6 +233,8 @@ def main() -> None:
     summary = {
         "artists": n,
         "factors": int(vectors.shape[1]),
+        "genres": genres,
+        "als_iterations": args.iterations,
         "threads": threads,
         "sample": int(sample.size),
         "default_backend": default["backend"],
