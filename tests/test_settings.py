@@ -66,7 +66,7 @@ def test_missing_config_from_environment(monkeypatch, tmp_path):
 
 def test_fingerprint_tracks_values_only():
     a = Settings()
-    b = a.replace(als={"factors": 32})
+    b = a.replace(als={"factors": 48})
     assert fingerprint(a.als) != fingerprint(b.als)
     assert fingerprint(a.lsa) == fingerprint(b.lsa)
     assert fingerprint(a.als) == fingerprint(Settings().als)

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, data_version
+from recsys_assets.core.loaders import read_play_matrix
 from recsys_assets.core.weighting import weight_user_items
 from recsys_assets.resources import warehouse_connection
 from recsys_assets.settings import Settings, WeightingSettings
@@ -48,15 +49,7 @@ def build_matrix_assets(settings: Settings) -> list:
     )
     def play_matrix(warehouse: DuckDBResource) -> dg.Output[sp.csr_matrix]:
         with warehouse_connection(warehouse) as conn:
-            n_users = conn.execute("SELECT coalesce(max(user_id) + 1, 0) FROM users").fetchone()[0]
-            n_artists = conn.execute("SELECT coalesce(max(artist_id) + 1, 0) FROM artists").fetchone()[0]
-            cols = conn.execute("SELECT user_id, artist_id, plays FROM plays").fetchnumpy()
-        X = sp.csr_matrix(
-            (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])),
-            shape=(n_users, n_artists),
-        )
-        X.sum_duplicates()
-        X.sort_indices()
+            X = read_play_matrix(conn)
         return dg.Output(X, data_version=data_version(X), metadata=_matrix_metadata(X))
 
     weighting = settings.weighting

@@ -41,6 +41,7 @@ import duckdb
 import numba
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from recsys_assets.core.synthetic import SyntheticPlays
 
@@ -1071,3 +1072,20 @@ def file_fingerprint(path: str | Path, cache: Path | None = None) -> str:
         return digest.hexdigest()
     _require_file(path, "check the path")
     return _cached_hash(path, cache)
+
+
+def read_play_matrix(conn: duckdb.DuckDBPyConnection) -> sp.csr_matrix:
+    """The loaded plays as a users x artists float32 CSR matrix (row = user_id, column = artist_id).
+
+    Shape covers every user and artist id in the ``users`` / ``artists`` tables, so artists without
+    plays (kept by the synthetic loader) are empty columns.
+    """
+    n_users = conn.execute("SELECT coalesce(max(user_id) + 1, 0) FROM users").fetchone()[0]
+    n_artists = conn.execute("SELECT coalesce(max(artist_id) + 1, 0) FROM artists").fetchone()[0]
+    cols = conn.execute("SELECT user_id, artist_id, plays FROM plays").fetchnumpy()
+    X = sp.csr_matrix(
+        (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])), shape=(n_users, n_artists)
+    )
+    X.sum_duplicates()
+    X.sort_indices()
+    return X
