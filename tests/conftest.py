@@ -24,7 +24,8 @@ def tiny_settings(**sections) -> Settings:
         },
         als={"factors": 16, "iterations": 6},
         lsa={"factors": 12},
-        related={"n": 10, "recall_sample": 300, "min_recall_at_10": 0.9},
+        # "ann" so the index path and its recall check run (auto would pick exact at this size).
+        related={"n": 10, "recall_sample": 300, "min_recall_at_10": 0.9, "method": "ann"},
         recommend={"n": 10},
         runtime={"threads": 2, "duckdb_memory_limit": "1GB"},
     )

@@ -3,6 +3,8 @@ implicit's on the same split and weighting, and the issue's targets."""
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import numpy as np
 import pytest
@@ -68,3 +70,42 @@ def test_default_als_matches_or_beats_implicit_and_meets_targets(hetrec_split):
     # Sanity: popularity lands near its known p@10 (0.078) and far below the model.
     assert 0.06 <= popularity.precision <= 0.095
     assert popularity.mpr > ours_report.mpr
+
+
+def test_graph_on_hetrec_gives_related_acts_of_the_same_tags(tmp_path, monkeypatch, capsys):
+    """The whole graph on HetRec, then `recsys related "Coldplay"`: the answers carry Coldplay's tags."""
+    import dagster as dg
+
+    from recsys_assets.cli import main
+    from recsys_assets.definitions import build_definitions
+    from recsys_assets.refresh import refresh
+    from recsys_assets.storage import Catalog
+
+    settings = Settings().replace(data={"source": "hetrec", "path": str(HETREC_DIR)}, runtime={"threads": 2})
+    home = tmp_path / "home"
+    refresh(build_definitions(settings, home), dg.DagsterInstance.ephemeral(), log=lambda _: None)
+    monkeypatch.setenv("RECSYS_HOME", str(home))
+    assert main(["related", "coldplay", "-n", "10"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    related = [re.split(r"\s{2,}", line.strip())[1] for line in lines[1:]]
+    assert len(related) == 10 and "Coldplay" not in related
+    with Catalog(home).connect() as conn:
+        # The tags users gave Coldplay most often, and the share of related acts tagged with any of them.
+        top_tags = {
+            r[0]
+            for r in conn.execute(
+                """SELECT t.tag FROM artist_tags x JOIN artists a USING (artist_id) JOIN tags t USING (tag_id)
+                   WHERE a.name = 'Coldplay' GROUP BY t.tag ORDER BY count(*) DESC LIMIT 5"""
+            ).fetchall()
+        }
+        tagged = conn.execute(
+            """SELECT count(DISTINCT a.name) FROM artist_tags x JOIN artists a USING (artist_id)
+               JOIN tags t USING (tag_id) WHERE a.name IN (SELECT unnest(?)) AND t.tag IN (SELECT unnest(?))""",
+            [related, sorted(top_tags)],
+        ).fetchone()[0]
+        quality = conn.execute(
+            "SELECT count(*) FROM evaluation WHERE metric = 'related_tag_similarity'"
+        ).fetchone()[0]
+    assert {"alternative", "rock"} & top_tags
+    assert tagged >= 8, (related, top_tags)
+    assert quality >= 3  # als, lsa and the popularity baseline

@@ -51,8 +51,8 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
     # 2. a second refresh materializes nothing
     _, second = _run(settings, tmp_path, instance)
     assert second.materialized == []
-    # 3. an ANN build setting re-runs the indexes and what reads them, nothing upstream
-    ann_changed = settings.replace(ann={"hnsw_m": 8})
+    # 3. an Annoy build setting re-runs the indexes and what reads them, nothing upstream
+    ann_changed = settings.replace(ann={"n_trees": 7})
     _, third = _run(ann_changed, tmp_path, instance)
     assert {"als_ann_index", "lsa_ann_index", "related_artists"} <= set(third.materialized)
     assert set(third.materialized) <= {
@@ -62,12 +62,15 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
         "evaluation_report",
     }
     # ... and a query-time setting re-runs only related_artists (and its reader when answers change)
-    query_changed = ann_changed.replace(ann={"ef_search": 150})
+    query_changed = ann_changed.replace(ann={"search_k": 3000})
     _, fourth = _run(query_changed, tmp_path, instance)
     assert "related_artists" in fourth.materialized
     assert set(fourth.materialized) <= {"related_artists", "evaluation_report"}
+    # ... and a setting of the backend not in use changes nothing
+    _, unused = _run(query_changed.replace(ann={"hnsw_m": 8}), tmp_path, instance)
+    assert unused.materialized == []
     # 4. BM25 K1 re-runs the weighted matrix and everything after it, not the raw load
-    k1_changed = query_changed.replace(weighting={"k1": 50.0})
+    k1_changed = query_changed.replace(ann={"hnsw_m": 8}, weighting={"k1": 50.0})
     _, fifth = _run(k1_changed, tmp_path, instance)
     assert set(fifth.materialized) == DOWNSTREAM_OF_WEIGHTING
     # and the UI's "unsynced" view agrees that nothing is left

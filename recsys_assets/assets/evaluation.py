@@ -20,6 +20,8 @@ from recsys_assets.settings import Settings, fingerprint
 from recsys_assets.storage import atomic_path
 
 REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
+# Metrics of the top-k lists; AUC and MPR rank every non-train item, so they carry no k.
+CUTOFF_METRICS = {"precision", "recall", "map", "ndcg", "coverage"}
 
 
 def make_split(play_matrix: sp.csr_matrix, settings: Settings) -> Split:
@@ -33,6 +35,7 @@ def make_split(play_matrix: sp.csr_matrix, settings: Settings) -> Split:
 def metric_rows(
     model: str, fingerprint_: str, split: str, k: int, result: metrics.RankingReport
 ) -> list[dict]:
+    """Rows of the ``evaluation`` table for one model's report."""
     values = result.as_dict()
     return [
         {
@@ -40,7 +43,7 @@ def metric_rows(
             "settings_fingerprint": fingerprint_,
             "split": split,
             "metric": name,
-            "k": k,
+            "k": k if name in CUTOFF_METRICS else None,
             "value": values[name],
         }
         for name in REPORT_METRICS
@@ -152,16 +155,29 @@ def build_evaluation_assets(settings: Settings) -> list:
         rows += metric_rows("random", fingerprint("random", ev.seed), split_name, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse_connection(warehouse) as conn:
-            table = pd.DataFrame(rows).assign(run_at=run_at)
-            conn.register("evaluation_rows", table)
-            conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
-            conn.unregister("evaluation_rows")
             related = conn.execute("SELECT model, artist_id, rank, related_id FROM related_artists").df()
             tag_rows = (
                 tag_quality_rows(conn, related, split.train.shape[1], k)
                 if settings.data.source == "hetrec"
                 else []
             )
+            # Related-artist quality is measured on the production lists (all data), not on the split.
+            table_rows = rows + [
+                {
+                    "model": r["model"],
+                    "settings_fingerprint": fingerprint(r["model"]),
+                    "split": "all",
+                    "metric": "related_tag_similarity",
+                    "k": k,
+                    "value": r["value"],
+                }
+                for r in tag_rows
+            ]
+            table = pd.DataFrame(table_rows).assign(run_at=run_at)
+            table["k"] = table["k"].astype("Int64")  # NULL where a metric has no cut-off
+            conn.register("evaluation_rows", table)
+            conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
+            conn.unregister("evaluation_rows")
             store.catalog.publish(conn, ["evaluation"])
         losses = {"als": eval_als_factors.loss}
         extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
@@ -172,9 +188,13 @@ def build_evaluation_assets(settings: Settings) -> list:
         with atomic_path(html_path) as tmp:
             tmp.write_text(html)
         chart = base64.b64encode(report.metrics_chart_png(rows)).decode()
+        loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
         metadata = {
             "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
             "chart": dg.MetadataValue.md(f"![metrics](data:image/png;base64,{chart})"),
+            "als_loss_curve": dg.MetadataValue.md(
+                f"![ALS training loss](data:image/png;base64,{loss_chart})"
+            ),
             "html_report": dg.MetadataValue.path(str(html_path)),
             "split": split_name,
             "k": k,

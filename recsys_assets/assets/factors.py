@@ -130,6 +130,19 @@ def factor_metadata(factors: FactorSet) -> dict:
     return metadata
 
 
+def published_factor_output(factors: FactorSet, warehouse: DuckDBResource, store: RecsysStore) -> dg.Output:
+    """Validate a fitted factor set, publish its DuckDB tables, and wrap it as the asset's output
+    with a content-hash data version (validation first: non-finite factors never reach readers)."""
+    ensure_finite(factors)
+    with warehouse_connection(warehouse) as conn:
+        publish_factor_tables(conn, store, factors)
+    return dg.Output(
+        factors,
+        data_version=data_version(factors.user_factors, factors.item_factors),
+        metadata=factor_metadata(factors),
+    )
+
+
 def build_factor_assets(settings: Settings) -> list:
     threads = settings.runtime.threads
     als, lsa = settings.als, settings.lsa
@@ -147,14 +160,8 @@ def build_factor_assets(settings: Settings) -> list:
         warehouse: DuckDBResource,
         store: RecsysStore,
     ) -> dg.Output[FactorSet]:
-        factors = fit_als_factors(weighted_matrix, als, threads, log=context.log)
-        ensure_finite(factors)
-        with warehouse_connection(warehouse) as conn:
-            publish_factor_tables(conn, store, factors)
-        return dg.Output(
-            factors,
-            data_version=data_version(factors.user_factors, factors.item_factors),
-            metadata=factor_metadata(factors),
+        return published_factor_output(
+            fit_als_factors(weighted_matrix, als, threads, log=context.log), warehouse, store
         )
 
     @dg.asset(
@@ -167,15 +174,7 @@ def build_factor_assets(settings: Settings) -> list:
     def lsa_factors(
         weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource, store: RecsysStore
     ) -> dg.Output[FactorSet]:
-        factors = fit_lsa_factors(weighted_matrix, lsa, threads)
-        ensure_finite(factors)
-        with warehouse_connection(warehouse) as conn:
-            publish_factor_tables(conn, store, factors)
-        return dg.Output(
-            factors,
-            data_version=data_version(factors.user_factors, factors.item_factors),
-            metadata=factor_metadata(factors),
-        )
+        return published_factor_output(fit_lsa_factors(weighted_matrix, lsa, threads), warehouse, store)
 
     @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
     def als_factors_are_finite(als_factors: FactorSet) -> dg.AssetCheckResult:

@@ -18,7 +18,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
 from recsys_assets.resources import RecsysStore, warehouse_connection
-from recsys_assets.settings import AnnSettings, Settings
+from recsys_assets.settings import AnnSettings, RelatedSettings, Settings
 
 MODELS = ("als", "lsa")
 
@@ -68,26 +68,37 @@ def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: i
     )
 
 
-def related_with_recall(
-    ref: IndexRef, factors: FactorSet, ann: AnnSettings, n: int, sample: int, seed: int, threads: int
-) -> tuple[pd.DataFrame, float]:
-    """Top-``n`` related artists for every artist from the index, and recall@10 of those answers
-    against exact cosine top-10 on ``sample`` seeded random artists that have a non-zero vector."""
+def related_method(related: RelatedSettings, n_artists: int) -> str:
+    """``exact`` or ``ann``: the configured method, ``auto`` resolved by catalogue size."""
+    if related.method != "auto":
+        return related.method
+    return "exact" if n_artists <= related.exact_max_artists else "ann"
+
+
+def related_lists(
+    ref: IndexRef, factors: FactorSet, ann: AnnSettings, related: RelatedSettings, seed: int, threads: int
+) -> tuple[pd.DataFrame, float, str]:
+    """Top-``n`` related artists (cosine) for every artist, the method used, and recall@10 of the answers
+    against exact cosine top-10 on ``recall_sample`` seeded random artists with a non-zero vector
+    (1.0 by construction for the exact method)."""
+    n, method = related.n, related_method(related, ref.n_items)
+    if method == "exact":
+        ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
+        return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
     index = load_index(Path(ref.path))
     # Query parameters are not part of the index file: changing them re-runs only this step.
     if isinstance(index, AnnoyCosineIndex):
         index.search_k = ann.search_k
     else:
         index.set_ef_search(max(ann.ef_search, n))
-    related, scores = related_items(index, n, threads=threads)
+    ids, scores = related_items(index, n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
-    queries = np.sort(rng.choice(nonzero, size=min(sample, nonzero.size), replace=False))
+    queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
     k = min(10, n)
     exact, _ = cosine_topk(factors.item_factors, k, query_ids=queries, threads=threads)
-    recall = recall_at_k(related[queries, :k], exact, k)
-    frame = top_n_frame(ref.model, related, scores, "artist_id", "related_id")
-    return frame, float(recall)
+    recall = recall_at_k(ids[queries, :k], exact, k)
+    return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), float(recall), method
 
 
 def top_n_frame(
@@ -176,7 +187,8 @@ def build_related_assets(settings: Settings) -> list:
                 description=f"ANN recall@10 against exact cosine top-10 >= {related.min_recall_at_10} per model.",
             )
         ],
-        description=f"Top-{related.n} related artists of every artist for each model, from the ANN indexes.",
+        description=f"Top-{related.n} related artists of every artist for each model: exact cosine top-k or the "
+        "ANN index ([related] method), with ANN recall@10 against exact checked on a sample.",
     )
     def related_artists(
         warehouse: DuckDBResource,
@@ -186,10 +198,10 @@ def build_related_assets(settings: Settings) -> list:
         als_factors: FactorSet,
         lsa_factors: FactorSet,
     ) -> dg.MaterializeResult:
-        frames, recalls = [], {}
+        frames, recalls, methods = [], {}, {}
         for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
-            frame, recalls[ref.model] = related_with_recall(
-                ref, factors, ann, related.n, related.recall_sample, ann.seed, threads
+            frame, recalls[ref.model], methods[ref.model] = related_lists(
+                ref, factors, ann, related, ann.seed, threads
             )
             frames.append(frame)
         table = pd.concat(frames, ignore_index=True)
@@ -202,7 +214,8 @@ def build_related_assets(settings: Settings) -> list:
         return dg.MaterializeResult(
             data_version=version,
             metadata={"dagster/row_count": len(table), "preview_als": dg.MetadataValue.md(preview)}
-            | recall_metadata,
+            | recall_metadata
+            | {f"method_{m}": method for m, method in methods.items()},
             check_results=[
                 dg.AssetCheckResult(
                     check_name="ann_recall_at_10",

@@ -1,0 +1,82 @@
+"""Small pieces of the Dagster layer that carry logic of their own."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from recsys_assets.assets._common import code_version, table_version
+from recsys_assets.assets.related import planted_alias_recall, related_method, top_n_frame
+from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.settings import RelatedSettings
+from tests.conftest import tiny_settings
+
+
+def test_related_method_auto_switches_on_catalogue_size():
+    auto = RelatedSettings(method="auto", exact_max_artists=1000)
+    assert related_method(auto, 1000) == "exact"
+    assert related_method(auto, 1001) == "ann"
+    assert related_method(RelatedSettings(method="ann"), 10) == "ann"
+    assert related_method(RelatedSettings(method="exact"), 10**6) == "exact"
+
+
+def test_top_n_frame_drops_padding_and_ranks_from_one():
+    ids = np.array([[3, 1, -1], [-1, -1, -1]], dtype=np.int32)
+    scores = np.array([[0.9, 0.5, -np.inf], [-np.inf] * 3], dtype=np.float32)
+    frame = top_n_frame("als", ids, scores, "artist_id", "related_id")
+    assert frame[["artist_id", "rank", "related_id"]].values.tolist() == [[0, 1, 3], [0, 2, 1]]
+    assert (frame["model"] == "als").all()
+
+
+def test_planted_alias_recall_counts_pairs_in_the_top_candidates():
+    settings = tiny_settings()
+    planted = generate_plays(**vars(settings.synthetic)).alias_pairs
+    n = len(planted)
+    # The first half of the planted pairs (in either order) at the top, then decoys.
+    found = [(int(b), int(a)) for a, b in planted[: n // 2]]
+    decoys = [(10_000 + i, 20_000 + i) for i in range(3 * n)]
+    table = pd.DataFrame(
+        {
+            "model": "als",
+            "artist_id": [p[0] for p in found + decoys],
+            "alias_id": [p[1] for p in found + decoys],
+            "score": np.arange(len(found) + len(decoys), 0, -1, dtype=float),
+        }
+    )
+    assert planted_alias_recall(table, settings) == {"planted_alias_recall_als": (n // 2) / n}
+
+
+def test_table_version_follows_content_not_order():
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a'), (2, 'b')) v(x, y)")
+    v1 = table_version(conn, "t")
+    conn.execute("CREATE OR REPLACE TABLE t AS SELECT * FROM (VALUES (2, 'b'), (1, 'a')) v(x, y)")
+    assert table_version(conn, "t") == v1
+    conn.execute("UPDATE t SET y = 'c' WHERE x = 1")
+    assert table_version(conn, "t") != v1
+
+
+def test_code_version_combines_code_and_settings():
+    a = code_version("x-1", {"k1": 1.0})
+    assert a.startswith("x-1+") and a == code_version("x-1", {"k1": 1.0})
+    assert a != code_version("x-1", {"k1": 2.0}) and a != code_version("x-2", {"k1": 1.0})
+
+
+def test_non_finite_factors_fail_the_check_and_are_never_published():
+    import pytest
+
+    from recsys_assets.assets.factors import NonFiniteFactorsError, ensure_finite, finite_check
+    from recsys_assets.core.factorset import FactorSet
+
+    good = FactorSet("als", np.ones((3, 2), np.float32), np.ones((4, 2), np.float32), "fp")
+    assert finite_check(good).passed
+    ensure_finite(good)
+    bad_items = good.item_factors.copy()
+    bad_items[1, 0], bad_items[2, 1] = np.nan, np.inf
+    bad = FactorSet("als", good.user_factors, bad_items, "fp")
+    result = finite_check(bad)
+    assert not result.passed
+    assert result.metadata["item_factors"].value == 2 and result.metadata["user_factors"].value == 0
+    with pytest.raises(NonFiniteFactorsError, match="nothing was published"):
+        ensure_finite(bad)
