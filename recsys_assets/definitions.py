@@ -1,6 +1,5 @@
 """The one ``Definitions`` object: assets, checks, resources, the refresh job and its schedule."""
 
-
 from pathlib import Path
 
 import dagster as dg
