@@ -167,6 +167,9 @@ class AliasSettings:
     min_factor_similarity: float = 0.3
     max_listener_overlap: float = 0.01
     min_listeners: int = 10
+    # Keep pairs whose shared-listener count is this surprising: score = -log P(Poisson(expected) <= shared);
+    # 3.0 means p <= 0.05. Pairs that share no one only because both are small are not aliases.
+    min_score: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,8 @@ def _validate(settings: Settings, where: str) -> None:
         )
     if settings.weighting.k1 < 0 or not 0.0 <= settings.weighting.b <= 1.0:
         raise SettingsError(f"{where}: [weighting] needs k1 >= 0 and 0 <= b <= 1")
+    if settings.aliases.min_score < 0:
+        raise SettingsError(f"{where}: [aliases] min_score must be >= 0")
     if settings.als.regularization < 0:
         raise SettingsError(f"{where}: [als] regularization must be >= 0")
 

@@ -18,7 +18,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
 from recsys_assets.resources import RecsysStore, warehouse_connection
-from recsys_assets.settings import AnnSettings, RelatedSettings, Settings
+from recsys_assets.settings import AliasSettings, AnnSettings, RelatedSettings, Settings
 
 MODELS = ("als", "lsa")
 
@@ -266,18 +266,7 @@ def build_related_assets(settings: Settings) -> list:
         lsa_factors: FactorSet,
         play_matrix: sp.csr_matrix,
     ) -> dg.MaterializeResult:
-        frames = []
-        for factors in (als_factors, lsa_factors):
-            frame = alias_candidates(
-                factors.item_factors,
-                play_matrix,
-                k=aliases.neighbours,
-                min_factor_similarity=aliases.min_factor_similarity,
-                max_listener_overlap=aliases.max_listener_overlap,
-                min_listeners=aliases.min_listeners,
-                threads=threads,
-            )
-            frames.append(frame.assign(model=factors.model))
+        frames = [alias_table(f, play_matrix, aliases, threads) for f in (als_factors, lsa_factors)]
         table = pd.concat(frames, ignore_index=True)
         metadata: dict = {"dagster/row_count": len(table)}
         with warehouse_connection(warehouse) as conn:
@@ -288,6 +277,22 @@ def build_related_assets(settings: Settings) -> list:
         return dg.MaterializeResult(data_version=version, metadata=metadata)
 
     return [*index_assets, related_artists, recommendations, artist_aliases]
+
+
+def alias_table(
+    factors: FactorSet, plays: sp.csr_matrix, aliases: AliasSettings, threads: int
+) -> pd.DataFrame:
+    """Alias candidates of one factor set, as configured in ``[aliases]``, with a ``model`` column."""
+    frame = alias_candidates(
+        factors.item_factors,
+        plays,
+        k=aliases.neighbours,
+        min_factor_similarity=aliases.min_factor_similarity,
+        max_listener_overlap=aliases.max_listener_overlap,
+        min_listeners=aliases.min_listeners,
+        threads=threads,
+    )
+    return frame[frame["score"] >= aliases.min_score].assign(model=factors.model)
 
 
 def planted_alias_recall(table: pd.DataFrame, settings: Settings) -> dict[str, float]:
