@@ -161,7 +161,10 @@ def cmd_ui(args: argparse.Namespace) -> None:
     # `dagster dev` started from a script can ignore SIGINT: restore the default before exec.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.chdir(workspace.parent)
-    os.execvp("dagster", ["dagster", "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
+    # The dagster executable installed beside this interpreter, so an unactivated venv works too.
+    beside = Path(sys.executable).parent / "dagster"
+    dagster = str(beside) if beside.exists() else "dagster"
+    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
 
 
 def cmd_download(args: argparse.Namespace) -> None:
