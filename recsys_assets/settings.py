@@ -103,7 +103,7 @@ class LsaSettings:
 class AnnSettings:
     """Approximate nearest-neighbour index over each factor set."""
 
-    # bench/related.py, 300K artists x 64 ALS factors, 2 cores (README "Related artists"): Annoy with 20
+    # bench/related.py, 300K artists x 64 ALS factors, 2 cores (README "Performance"): Annoy with 20
     # trees and search_k=1000 built in 4.6 s and answered every artist in 20.6 s at recall@10 0.98; HNSW
     # (M=32, efC=100, ef=50) took 13.5 + 8.5 s at 0.99. Both meet the 60 s / 0.95 target; Annoy is the
     # default because the design names it and its index is memory-mapped by readers.
