@@ -15,7 +15,9 @@ from pathlib import Path
 
 import duckdb
 
-from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, SettingsError, recsys_home
+from recsys_assets.core.download import DownloadError
+from recsys_assets.core.loaders import LoadError
+from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, SettingsError, recsys_home, settings_path
 from recsys_assets.sql import read_sql
 from recsys_assets.storage import ArtifactError, Catalog
 
@@ -73,15 +75,24 @@ def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, 
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
-def _catalog_connection() -> duckdb.DuckDBPyConnection:
+def _catalog_connection(*needed: str) -> duckdb.DuckDBPyConnection:
+    """A read-only catalog connection; ``needed`` tables must have been published."""
+    catalog = Catalog(recsys_home())
     try:
-        return Catalog(recsys_home()).connect()
+        conn = catalog.connect()
     except ArtifactError as exc:
         raise CliError(str(exc)) from exc
+    missing = sorted(set(needed) - set(catalog.tables()))
+    if missing:
+        conn.close()
+        raise CliError(
+            f"{', '.join(missing)} not published yet under {catalog.home}: run `recsys refresh` first"
+        )
+    return conn
 
 
 def cmd_related(args: argparse.Namespace) -> None:
-    with _catalog_connection() as conn:
+    with _catalog_connection("artists", "plays", "related_artists") as conn:
         name = resolve_artist(conn, args.name)
         if name.lower() != args.name.lower():
             print(f"(showing {name!r})")
@@ -90,7 +101,7 @@ def cmd_related(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
-    with _catalog_connection() as conn:
+    with _catalog_connection("users", "artists", "recommendations") as conn:
         known = conn.execute("SELECT count(*) FROM users WHERE user_key = ?", [args.user]).fetchone()[0]
         if not known:
             raise CliError(f"no user with key {args.user!r}; user keys are in the users table (user_key)")
@@ -130,7 +141,9 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     current = {"plays_source": source_fingerprint(settings, recsys_home())}
     with dg.DagsterInstance.get() as instance:
         try:
-            result = refresh(defs, instance, source_versions=current)
+            result = refresh(
+                defs, instance, source_versions=current, lock_path=recsys_home() / "refresh.lock"
+            )
         except (RefreshFailedError, RefreshInProgressError) as exc:
             raise CliError(str(exc)) from exc
     if result.waves:
@@ -156,6 +169,12 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> None:
     home = _dagster_home()
+    # dagster dev runs from the repository: pin the home and settings resolved here, so the UI and
+    # `recsys refresh` share one instance, one warehouse and one settings file wherever this is started.
+    os.environ[HOME_ENV] = str(recsys_home())
+    config = settings_path()
+    if config is not None:
+        os.environ[SETTINGS_ENV] = str(config.resolve())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     print(f"DAGSTER_HOME={home}; open http://127.0.0.1:{args.port}")
     # `dagster dev` started from a script can ignore SIGINT: restore the default before exec.
@@ -164,7 +183,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     # The dagster executable installed beside this interpreter, so an unactivated venv works too.
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else "dagster"
-    os.execv(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
+    os.execvp(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -218,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         args.func(args)
-    except (CliError, SettingsError) as exc:
+    except (CliError, SettingsError, LoadError, DownloadError) as exc:
         print(f"recsys: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -3,15 +3,17 @@
 from pathlib import Path
 
 import dagster as dg
+from dagster._utils.schedules import is_valid_cron_string
 
 from recsys_assets.assets.evaluation import build_evaluation_assets
 from recsys_assets.assets.factors import build_factor_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
+from recsys_assets.assets.publish import build_publish_assets
 from recsys_assets.assets.related import build_related_assets
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
-from recsys_assets.settings import Settings, load_settings, recsys_home
+from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
 
 
 def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
@@ -21,7 +23,13 @@ def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
     @dg.op(description="Observe the input and materialize stale and missing assets in waves.")
     def refresh_stale_assets(context: dg.OpExecutionContext) -> None:
         defs = build_definitions(settings, home)
-        result = refresh(defs, context.instance, log=context.log.info, exclude_run_ids={context.run_id})
+        result = refresh(
+            defs,
+            context.instance,
+            log=context.log.info,
+            exclude_run_ids={context.run_id},
+            lock_path=home / "refresh.lock",
+        )
         context.log.info(f"refreshed {len(result.materialized)} asset(s) in {len(result.waves)} wave(s)")
 
     @dg.job(description="Refresh only what is stale (the schedule's target).")
@@ -33,6 +41,8 @@ def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
 
 def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
     """The refresh schedule; skips a tick while any run of this instance is in progress."""
+    if not is_valid_cron_string(settings.schedule.cron):
+        raise SettingsError(f"[schedule] cron = {settings.schedule.cron!r} is not a valid cron expression")
 
     @dg.schedule(
         job=job,
@@ -65,6 +75,9 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     ]
     checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]
     assets = [a for a in assets if not isinstance(a, dg.AssetChecksDefinition)]
+    # Publishing waits for every check of the graph: a failed one keeps the previous generation.
+    check_keys = sorted({key for a in [*assets, *checks] for key in getattr(a, "check_keys", ())}, key=str)
+    assets += build_publish_assets(settings, check_keys)
     job = build_refresh_job(settings, home)
     return dg.Definitions(
         assets=assets,

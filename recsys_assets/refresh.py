@@ -11,10 +11,13 @@ Uses Dagster internals (``CachingStaleStatusResolver``, ``AssetGraphView``); dag
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -153,6 +156,18 @@ def latest_observed_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> s
     return version.value if version is not None else None
 
 
+def _failure_messages(run) -> str:
+    """The innermost error message of each failed step of an in-process run, joined."""
+    messages = []
+    for event in run.all_events:
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
+            error = event.event_specific_data.error
+            while error.cause is not None:  # Dagster wraps the user's exception; show the user's
+                error = error.cause
+            messages.append(f"{error.cls_name}: {error.message.strip()}")
+    return " | ".join(messages) or "unknown error"
+
+
 def observe_sources(
     defs: dg.Definitions, instance: dg.DagsterInstance, current: Mapping[str, str] | None = None
 ) -> None:
@@ -171,12 +186,15 @@ def observe_sources(
     ]
     if keys:
         job = defs.resolve_implicit_global_asset_job_def()
-        job.execute_in_process(
+        run = job.execute_in_process(
             instance=instance,
             asset_selection=keys,
-            tags={REFRESH_TAG: "observe"},
+            tags={REFRESH_TAG: "observe", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
         )
+        if not run.success:
+            raise RefreshFailedError(f"observing the input failed: {_failure_messages(run)}")
 
 
 def refresh(
@@ -187,12 +205,45 @@ def refresh(
     max_waves: int = 50,
     log_level: str = "INFO",
     source_versions: Mapping[str, str] | None = None,
+    lock_path: Path | None = None,
 ) -> RefreshResult:
     """Observe the input, then materialize stale and missing assets in waves until none is left.
 
-    ``source_versions``: see :func:`observe_sources`. Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
+    ``source_versions``: see :func:`observe_sources`. ``lock_path``: a file locked (``flock``) for the
+    whole refresh, so two refreshes started at the same moment cannot both pass the in-progress check.
+    Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
     and :class:`RefreshFailedError` naming the failed assets when a wave fails.
     """
+    with _exclusive(lock_path):
+        return _refresh(defs, instance, log, exclude_run_ids, max_waves, log_level, source_versions)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path | None) -> Iterator[None]:
+    if lock_path is None:
+        yield
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise RefreshInProgressError(f"not starting: another refresh holds {lock_path}") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _refresh(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    log: Callable[[str], None],
+    exclude_run_ids: set[str],
+    max_waves: int,
+    log_level: str,
+    source_versions: Mapping[str, str] | None,
+) -> RefreshResult:
     active = runs_in_progress(instance, exclude_run_ids)
     if active:
         names = ", ".join(f"{r.run_id[:8]} ({r.job_name}, {r.status.value})" for r in active)
@@ -216,6 +267,17 @@ def refresh(
         )
         result.waves.append(todo)
         result.run_ids.append(run.run_id)
+        failed_checks = sorted(
+            f"{event.asset_check_evaluation_data.asset_check_key.to_user_string()}"
+            for event in run.all_events
+            if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            and not event.asset_check_evaluation_data.passed
+        )
+        if failed_checks:
+            raise RefreshFailedError(
+                f"check(s) failed: {', '.join(failed_checks)} (run {run.run_id}); what depends on them did not "
+                "run and the published tables are unchanged"
+            )
         if not run.success:
             failed = sorted(
                 event.step_key or "?"

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import tomllib
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -307,6 +308,16 @@ def _validate(settings: Settings, where: str) -> None:
         )
     if settings.weighting.k1 < 0 or not 0.0 <= settings.weighting.b <= 1.0:
         raise SettingsError(f"{where}: [weighting] needs k1 >= 0 and 0 <= b <= 1")
+    try:
+        zoneinfo.ZoneInfo(settings.schedule.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise SettingsError(
+            f"{where}: [schedule] timezone = {settings.schedule.timezone!r} is not a known time zone"
+        ) from exc
+    if len(settings.schedule.cron.split()) != 5:
+        raise SettingsError(
+            f"{where}: [schedule] cron = {settings.schedule.cron!r} needs 5 fields, e.g. '0 3 * * *'"
+        )
     if settings.aliases.min_score < 0:
         raise SettingsError(f"{where}: [aliases] min_score must be >= 0")
     if settings.als.regularization < 0:

@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -123,40 +124,71 @@ def load_artifact(path: str | Path) -> Any:
 
 
 class Catalog:
-    """The published side of ``$RECSYS_HOME``: Parquet snapshots and the read-only view catalog."""
+    """The published side of ``$RECSYS_HOME``: generations of Parquet snapshots, and the read-only
+    catalog database whose views point at the current generation.
+
+    A publish writes a whole new generation (``published/<n>/``: the tables given, exported from the
+    warehouse, plus hard links to the current generation's other tables), then swaps the catalog file and
+    ``published/current.json`` by rename. Readers see either the old generation or the new one, every
+    table from the same generation, never a mix and never half a file. The previous generation is kept
+    for queries already running; older ones are removed.
+    """
 
     def __init__(self, home: str | Path):
         self.home = Path(home)
         self.published = self.home / PUBLISHED_DIR
         self.path = self.home / CATALOG_FILE
+        self._pointer = self.published / "current.json"
 
-    def snapshot_path(self, table: str) -> Path:
-        return self.published / f"{table}.parquet"
+    def current_generation(self) -> Path | None:
+        """Folder of the generation the catalog points at, or None before the first publish."""
+        if not self._pointer.is_file():
+            return None
+        return self.published / json.loads(self._pointer.read_text())["generation"]
+
+    def snapshot_path(self, table: str) -> Path | None:
+        """The current snapshot of ``table``, or None if it was never published."""
+        generation = self.current_generation()
+        path = generation / f"{table}.parquet" if generation else None
+        return path if path is not None and path.is_file() else None
 
     def tables(self) -> list[str]:
         """Names of the published tables, sorted."""
-        if not self.published.is_dir():
-            return []
-        return sorted(p.stem for p in self.published.glob("*.parquet"))
+        generation = self.current_generation()
+        return sorted(p.stem for p in generation.glob("*.parquet")) if generation else []
 
-    def publish(self, conn: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> None:
-        """Snapshot warehouse ``tables`` (read through ``conn``) to Parquet and refresh the catalog."""
+    def publish(self, conn: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Path:
+        """Publish warehouse ``tables`` (read through ``conn``) as a new generation; return its folder."""
+        current = self.current_generation()
+        numbers = [int(p.name) for p in self.published.glob("[0-9]*") if p.name.isdigit()]
+        generation = self.published / f"{max(numbers, default=0) + 1:08d}"
+        generation.mkdir(parents=True)
+        tables = list(tables)
         for table in tables:
-            target = self.snapshot_path(table)
-            with atomic_path(target) as tmp:
-                conn.execute(f"COPY (SELECT * FROM {table}) TO '{tmp}' (FORMAT parquet)")
-        self.write_catalog()
+            target = str(generation / f"{table}.parquet").replace("'", "''")
+            conn.execute(f"COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet)")
+        if current is not None:
+            for old in current.glob("*.parquet"):
+                if old.stem not in tables:
+                    os.link(old, generation / old.name)  # unchanged table: same file, no copy
+        self._write_catalog(generation)
+        with atomic_path(self._pointer) as tmp:
+            tmp.write_text(json.dumps({"generation": generation.name}))
+        keep = {generation.name} | ({current.name} if current is not None else set())
+        for old in self.published.glob("[0-9]*"):
+            if old.is_dir() and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        return generation
 
-    def write_catalog(self) -> None:
-        """(Re)write the catalog database: one view per published snapshot, replaced atomically."""
-        self.home.mkdir(parents=True, exist_ok=True)
+    def _write_catalog(self, generation: Path) -> None:
+        """Write the catalog database (one view per snapshot of ``generation``) and swap it in atomically."""
         with atomic_path(self.path) as tmp:
             tmp.unlink()  # DuckDB refuses to open an empty file that is not a database
             conn = duckdb.connect(str(tmp))
             try:
-                for table in self.tables():
-                    snapshot = str(self.snapshot_path(table)).replace("'", "''")
-                    conn.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{snapshot}')")
+                for snapshot in sorted(generation.glob("*.parquet")):
+                    quoted = str(snapshot).replace("'", "''")
+                    conn.execute(f"CREATE VIEW {snapshot.stem} AS SELECT * FROM read_parquet('{quoted}')")
             finally:
                 conn.close()
 

@@ -108,3 +108,50 @@ def test_readers_are_never_blocked_nor_see_half_a_table(recsys_home_env):
             assert "churn" in str(exc), exc
     assert writer.wait(timeout=60) == 0
     assert seen and set(seen) <= {1000, 3000}
+
+
+def test_artists_differing_only_in_case_are_not_mixed(tmp_path, monkeypatch, capsys):
+    """Last.fm keys artists by the name as written: "Foo" and "foo" are two artists. `related Foo` answers
+    for one of them only, and never lists the other as related to itself by accident of the lookup."""
+    import duckdb
+
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+    warehouse.execute(
+        "CREATE TABLE artists AS SELECT * FROM (VALUES (0, 'Foo'), (1, 'foo'), (2, 'Bar'), (3, 'Baz')) v(artist_id, name)"
+    )
+    warehouse.execute(
+        "CREATE TABLE plays AS SELECT * FROM (VALUES (0, 0), (1, 0), (2, 1)) v(user_id, artist_id)"
+    )
+    warehouse.execute(
+        """CREATE TABLE related_artists AS SELECT * FROM (VALUES
+           ('als', 0, 1, 2, 0.9), ('als', 0, 2, 3, 0.8), ('als', 1, 1, 0, 0.99), ('als', 1, 2, 3, 0.7))
+           v(model, artist_id, rank, related_id, score)"""
+    )
+    Catalog(tmp_path).publish(warehouse, ["artists", "plays", "related_artists"])
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    assert main(["related", "FOO", "-n", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["Bar", "Baz"]  # the most-played "Foo" only
+
+
+def test_missing_output_tables_are_a_clear_message(tmp_path, monkeypatch, capsys):
+    import duckdb
+
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+    warehouse.execute("CREATE TABLE artists AS SELECT 0 AS artist_id, 'Foo' AS name")
+    Catalog(tmp_path).publish(warehouse, ["artists"])
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path))
+    assert main(["related", "Foo"]) == 1
+    err = capsys.readouterr().err
+    assert "not published yet" in err and "recsys refresh" in err and "Traceback" not in err
+
+
+def test_refresh_with_a_missing_input_file_names_it(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "recsys.toml"
+    config.write_text('[data]\nsource = "lastfm360k"\npath = "nowhere.tsv"\n')
+    monkeypatch.setenv("RECSYS_CONFIG", str(config))
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["refresh"]) == 1
+    err = capsys.readouterr().err
+    assert "nowhere.tsv" in err and "does not exist" in err and "Traceback" not in err

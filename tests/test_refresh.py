@@ -18,6 +18,7 @@ from recsys_assets.refresh import (
     refresh,
     stale_or_missing,
 )
+from recsys_assets.storage import Catalog
 from tests.conftest import tiny_settings
 
 pytestmark = pytest.mark.slow
@@ -34,6 +35,7 @@ DOWNSTREAM_OF_WEIGHTING = {
     "eval_als_factors",
     "eval_lsa_factors",
     "evaluation_report",
+    "published_catalog",
 }
 
 
@@ -59,13 +61,13 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
         "als_ann_index",
         "lsa_ann_index",
         "related_artists",
-        "evaluation_report",
+        "published_catalog",
     }
     # ... and a query-time setting re-runs only related_artists (and its reader when answers change)
     query_changed = ann_changed.replace(ann={"search_k": 3000})
     _, fourth = _run(query_changed, tmp_path, instance)
     assert "related_artists" in fourth.materialized
-    assert set(fourth.materialized) <= {"related_artists", "evaluation_report"}
+    assert set(fourth.materialized) <= {"related_artists", "published_catalog"}
     # ... and a setting of the backend not in use changes nothing
     _, unused = _run(query_changed.replace(ann={"hnsw_m": 8}), tmp_path, instance)
     assert unused.materialized == []
@@ -117,14 +119,42 @@ def test_failed_asset_is_named_and_previous_outputs_stay(tmp_path):
     settings = tiny_settings(data={"source": "triples", "path": str(data)})
     instance = dg.DagsterInstance.ephemeral()
     _run(settings, tmp_path / "home", instance)
-    from recsys_assets.storage import Catalog
-
     before = Catalog(tmp_path / "home").connect().execute("SELECT count(*) FROM plays").fetchone()[0]
     data.write_text("user,item,value\nonly,a,header-like-garbage\n")
     with pytest.raises(RefreshFailedError, match="raw_plays"):
         _run(settings, tmp_path / "home", instance)
     after = Catalog(tmp_path / "home").connect().execute("SELECT count(*) FROM plays").fetchone()[0]
     assert after == before
+
+
+def test_failed_check_keeps_the_previous_generation_published(tmp_path):
+    """New plays arrive, but the ANN recall check fails: readers keep the old plays *and* the old answers
+    (one generation, never a mix), refresh names the check, and the next refresh still refuses."""
+    data = tmp_path / "plays.csv"
+    _write_triples(data, seed=5)
+    settings = tiny_settings(data={"source": "triples", "path": str(data)})
+    home, instance = tmp_path / "home", dg.DagsterInstance.ephemeral()
+    _run(settings, home, instance)
+    catalog = Catalog(home)
+
+    def published():
+        with catalog.connect() as conn:
+            return (
+                conn.execute("SELECT count(*) FROM plays").fetchone()[0],
+                conn.execute("SELECT count(*), sum(related_id) FROM related_artists").fetchone(),
+            )
+
+    before = published()
+    _write_triples(data, seed=5, extra_rows=40)
+    strict = settings.replace(ann={"n_trees": 1, "search_k": 5}, related={"min_recall_at_10": 1.0})
+    with pytest.raises(RefreshFailedError, match="related_artists:ann_recall_at_10"):
+        _run(strict, home, instance)
+    assert published() == before
+    with pytest.raises(RefreshFailedError, match="published_catalog"):
+        _run(strict, home, instance)
+    assert published() == before
+    _, fixed = _run(settings, home, instance)  # sane settings again: the new data is published
+    assert "published_catalog" in fixed.materialized and published()[0] > before[0]
 
 
 def test_refresh_refuses_to_overlap_a_run_in_progress(tmp_path):
@@ -134,3 +164,14 @@ def test_refresh_refuses_to_overlap_a_run_in_progress(tmp_path):
     run = instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.STARTED)
     with pytest.raises(RefreshInProgressError, match=run.run_id[:8]):
         refresh(defs, instance, log=lambda _: None)
+
+
+def test_a_second_refresh_cannot_start_while_one_holds_the_lock(tmp_path):
+    import fcntl
+
+    lock = tmp_path / "refresh.lock"
+    defs = build_definitions(tiny_settings(), tmp_path)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # as a running refresh holds it
+        with pytest.raises(RefreshInProgressError, match="another refresh holds"):
+            refresh(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None, lock_path=lock)

@@ -47,17 +47,26 @@ def test_missing_and_unsupported_artifacts(tmp_path):
         save_artifact(object(), tmp_path / "o.npz")
 
 
-def test_publish_makes_read_only_views_that_follow_new_snapshots(tmp_path):
+def test_publish_swaps_whole_generations_and_keeps_the_previous_one(tmp_path):
     warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
     warehouse.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
+    warehouse.execute("CREATE TABLE u AS SELECT 'a' AS y")
     catalog = Catalog(tmp_path / "home")
-    catalog.publish(warehouse, ["t"])
+    first = catalog.publish(warehouse, ["t", "u"])
     reader = catalog.connect()
     assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5
     warehouse.execute("CREATE OR REPLACE TABLE t AS SELECT range AS x FROM range(7)")
-    catalog.publish(warehouse, ["t"])  # publishing while a reader holds the catalog open
-    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 7
+    second = catalog.publish(warehouse, ["t"])  # while a reader holds the old catalog open
+    # The open reader still sees its own generation, whole; a new reader sees the new one (after the
+    # old one closes: DuckDB shares one database instance per path within a process).
+    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5
     with pytest.raises(duckdb.Error):
         reader.execute("CREATE TABLE y (a INT)")
     reader.close()
-    assert catalog.tables() == ["t"]
+    with catalog.connect() as fresh:
+        assert fresh.execute("SELECT count(*) FROM t").fetchone()[0] == 7
+        assert fresh.execute("SELECT y FROM u").fetchall() == [("a",)]  # carried over, not re-exported
+    assert os.path.samefile(first / "u.parquet", second / "u.parquet")
+    third = catalog.publish(warehouse, ["t"])
+    assert not first.exists() and second.exists() and third.exists()
+    assert catalog.tables() == ["t", "u"] and catalog.current_generation() == third

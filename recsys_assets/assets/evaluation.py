@@ -116,8 +116,11 @@ def build_evaluation_assets(settings: Settings) -> list:
         ensure_finite(factors)
         return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
 
+    hetrec = settings.data.source == "hetrec"
+
     @dg.asset(
-        deps=["related_artists"],
+        # Only HetRec has user tags to score related artists with; elsewhere the report does not read them.
+        deps=["related_artists"] if hetrec else [],
         group_name="evaluation",
         kinds={"duckdb", "html"},
         code_version=code_version("evaluation_report-1", ev.k),
@@ -155,12 +158,12 @@ def build_evaluation_assets(settings: Settings) -> list:
         rows += metric_rows("random", fingerprint("random", ev.seed), split_name, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse_connection(warehouse) as conn:
-            related = conn.execute("SELECT model, artist_id, rank, related_id FROM related_artists").df()
-            tag_rows = (
-                tag_quality_rows(conn, related, split.train.shape[1], k)
-                if settings.data.source == "hetrec"
-                else []
-            )
+            tag_rows = []
+            if hetrec:
+                related = conn.execute(
+                    "SELECT model, artist_id, rank, related_id FROM related_artists WHERE rank <= ?", [k]
+                ).df()
+                tag_rows = tag_quality_rows(conn, related, split.train.shape[1], k)
             # Related-artist quality is measured on the production lists (all data), not on the split.
             table_rows = rows + [
                 {
@@ -178,7 +181,6 @@ def build_evaluation_assets(settings: Settings) -> list:
             conn.register("evaluation_rows", table)
             conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
             conn.unregister("evaluation_rows")
-            store.catalog.publish(conn, ["evaluation"])
         losses = {"als": eval_als_factors.loss}
         extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
         html = report.html_report(

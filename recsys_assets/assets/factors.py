@@ -13,7 +13,7 @@ from recsys_assets.core.als import fit_als
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.lsa import fit_lsa
 from recsys_assets.core.report import loss_curve_png
-from recsys_assets.resources import RecsysStore, warehouse_connection
+from recsys_assets.resources import warehouse_connection
 from recsys_assets.settings import AlsSettings, LsaSettings, Settings, fingerprint
 
 FACTOR_TABLES = ("artist_factors", "user_factors")
@@ -80,8 +80,8 @@ def finite_check(factors: FactorSet) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
 
 
-def publish_factor_tables(conn, store: RecsysStore, factors: FactorSet) -> None:
-    """Replace this model's rows of ``artist_factors`` / ``user_factors`` in one transaction, then publish."""
+def write_factor_tables(conn, factors: FactorSet) -> None:
+    """Replace this model's rows of ``artist_factors`` / ``user_factors`` in one transaction."""
     frames = {
         "artist_factors": ("artist_id", factors.item_factors),
         "user_factors": ("user_id", factors.user_factors),
@@ -100,7 +100,6 @@ def publish_factor_tables(conn, store: RecsysStore, factors: FactorSet) -> None:
         )
         conn.unregister("factor_frame")
     conn.execute("COMMIT")
-    store.catalog.publish(conn, FACTOR_TABLES)
 
 
 def factor_metadata(factors: FactorSet) -> dict:
@@ -130,12 +129,12 @@ def factor_metadata(factors: FactorSet) -> dict:
     return metadata
 
 
-def published_factor_output(factors: FactorSet, warehouse: DuckDBResource, store: RecsysStore) -> dg.Output:
-    """Validate a fitted factor set, publish its DuckDB tables, and wrap it as the asset's output
-    with a content-hash data version (validation first: non-finite factors never reach readers)."""
+def factor_output(factors: FactorSet, warehouse: DuckDBResource) -> dg.Output:
+    """Validate a fitted factor set, write its DuckDB tables, and wrap it as the asset's output with a
+    content-hash data version (validation first: non-finite factors never reach the tables)."""
     ensure_finite(factors)
     with warehouse_connection(warehouse) as conn:
-        publish_factor_tables(conn, store, factors)
+        write_factor_tables(conn, factors)
     return dg.Output(
         factors,
         data_version=data_version(factors.user_factors, factors.item_factors),
@@ -158,11 +157,8 @@ def build_factor_assets(settings: Settings) -> list:
         context: dg.AssetExecutionContext,
         weighted_matrix: sp.csr_matrix,
         warehouse: DuckDBResource,
-        store: RecsysStore,
     ) -> dg.Output[FactorSet]:
-        return published_factor_output(
-            fit_als_factors(weighted_matrix, als, threads, log=context.log), warehouse, store
-        )
+        return factor_output(fit_als_factors(weighted_matrix, als, threads, log=context.log), warehouse)
 
     @dg.asset(
         group_name="factors",
@@ -171,10 +167,8 @@ def build_factor_assets(settings: Settings) -> list:
         description="LSA: truncated SVD of the weighted matrix (users = U, artists = V diag(s)). "
         "Also in DuckDB: artist_factors / user_factors.",
     )
-    def lsa_factors(
-        weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource, store: RecsysStore
-    ) -> dg.Output[FactorSet]:
-        return published_factor_output(fit_lsa_factors(weighted_matrix, lsa, threads), warehouse, store)
+    def lsa_factors(weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource) -> dg.Output[FactorSet]:
+        return factor_output(fit_lsa_factors(weighted_matrix, lsa, threads), warehouse)
 
     @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
     def als_factors_are_finite(als_factors: FactorSet) -> dg.AssetCheckResult:

@@ -69,13 +69,9 @@ def build_ingest_assets(settings: Settings) -> list:
         description="Play triples in DuckDB: users, artists (name, mbid), plays (duplicate pairs summed), "
         "rejects (file, line, reason, raw text) and a load log.",
     )
-    def raw_plays(
-        context: dg.AssetExecutionContext, warehouse: DuckDBResource, store: RecsysStore
-    ) -> dg.MaterializeResult:
+    def raw_plays(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse_connection(warehouse) as conn:
             report = load_configured_source(conn, settings)
-            tables = RAW_TABLES + (HETREC_TABLES if settings.data.source == "hetrec" else ())
-            store.catalog.publish(conn, tables)
             version = table_version(conn, "plays")
             reasons = conn.execute(
                 "SELECT reason, count(*) AS lines FROM rejects GROUP BY reason ORDER BY lines DESC LIMIT 20"

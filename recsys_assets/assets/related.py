@@ -117,15 +117,14 @@ def top_n_frame(
     )
 
 
-def replace_table(conn, store: RecsysStore, table: str, frame: pd.DataFrame) -> None:
-    """Replace every row of ``table`` with ``frame`` in one transaction, then publish it."""
+def replace_table(conn, table: str, frame: pd.DataFrame) -> None:
+    """Replace every row of ``table`` with ``frame`` in one transaction."""
     conn.register("replacement_frame", frame)
     conn.execute("BEGIN TRANSACTION")
     conn.execute(f"DELETE FROM {table}")
     conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_frame")
     conn.execute("COMMIT")
     conn.unregister("replacement_frame")
-    store.catalog.publish(conn, [table])
 
 
 def related_preview(
@@ -184,6 +183,7 @@ def build_related_assets(settings: Settings) -> list:
             dg.AssetCheckSpec(
                 "ann_recall_at_10",
                 asset="related_artists",
+                blocking=True,
                 description=f"ANN recall@10 against exact cosine top-10 >= {related.min_recall_at_10} per model.",
             )
         ],
@@ -192,7 +192,6 @@ def build_related_assets(settings: Settings) -> list:
     )
     def related_artists(
         warehouse: DuckDBResource,
-        store: RecsysStore,
         als_ann_index: IndexRef,
         lsa_ann_index: IndexRef,
         als_factors: FactorSet,
@@ -206,7 +205,7 @@ def build_related_assets(settings: Settings) -> list:
             frames.append(frame)
         table = pd.concat(frames, ignore_index=True)
         with warehouse_connection(warehouse) as conn:
-            replace_table(conn, store, "related_artists", table)
+            replace_table(conn, "related_artists", table)
             preview = related_preview(conn)
             version = table_version(conn, "related_artists")
         passed = all(r >= related.min_recall_at_10 for r in recalls.values())
@@ -234,7 +233,6 @@ def build_related_assets(settings: Settings) -> list:
     )
     def recommendations(
         warehouse: DuckDBResource,
-        store: RecsysStore,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         play_matrix: sp.csr_matrix,
@@ -247,7 +245,7 @@ def build_related_assets(settings: Settings) -> list:
             frames.append(top_n_frame(factors.model, ids, scores, "user_id", "artist_id"))
         table = pd.concat(frames, ignore_index=True)
         with warehouse_connection(warehouse) as conn:
-            replace_table(conn, store, "recommendations", table)
+            replace_table(conn, "recommendations", table)
             version = table_version(conn, "recommendations")
         return dg.MaterializeResult(data_version=version, metadata={"dagster/row_count": len(table)})
 
@@ -261,7 +259,6 @@ def build_related_assets(settings: Settings) -> list:
     )
     def artist_aliases(
         warehouse: DuckDBResource,
-        store: RecsysStore,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         play_matrix: sp.csr_matrix,
@@ -270,7 +267,7 @@ def build_related_assets(settings: Settings) -> list:
         table = pd.concat(frames, ignore_index=True)
         metadata: dict = {"dagster/row_count": len(table)}
         with warehouse_connection(warehouse) as conn:
-            replace_table(conn, store, "artist_aliases", table)
+            replace_table(conn, "artist_aliases", table)
             version = table_version(conn, "artist_aliases")
         if settings.data.source == "synthetic":
             metadata |= planted_alias_recall(table, settings)

@@ -1,0 +1,80 @@
+"""Publishing: one consistent generation of every table, for the people and tools that read them."""
+
+from collections.abc import Sequence
+
+import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster_duckdb import DuckDBResource
+
+from recsys_assets.assets._common import code_version, markdown_table
+from recsys_assets.assets.factors import FACTOR_TABLES
+from recsys_assets.assets.ingest import HETREC_TABLES, RAW_TABLES
+from recsys_assets.resources import RecsysStore, warehouse_connection
+from recsys_assets.settings import Settings
+
+ANSWER_TABLES = ("related_artists", "recommendations", "artist_aliases", "evaluation")
+UPSTREAM = (
+    "raw_plays",
+    "als_factors",
+    "lsa_factors",
+    "related_artists",
+    "recommendations",
+    "artist_aliases",
+    "evaluation_report",
+)
+
+
+class PublishBlockedError(RuntimeError):
+    """An upstream asset check failed on its latest run: the previous generation stays published."""
+
+
+def failed_checks(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]) -> list[str]:
+    """The checks whose latest evaluation failed (a check never evaluated does not block)."""
+    failed = []
+    for key in check_keys:
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        if history and history[0].status == AssetCheckExecutionRecordStatus.FAILED:
+            failed.append(key.to_user_string())
+    return failed
+
+
+def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckKey]) -> list:
+    tables = (
+        RAW_TABLES
+        + (HETREC_TABLES if settings.data.source == "hetrec" else ())
+        + FACTOR_TABLES
+        + ANSWER_TABLES
+    )
+
+    @dg.asset(
+        deps=list(UPSTREAM),
+        group_name="publish",
+        kinds={"duckdb", "parquet"},
+        code_version=code_version("published_catalog-1", tables),
+        description="Publishes every table as one generation of Parquet snapshots behind the read-only views of "
+        "$RECSYS_HOME/recsys.duckdb, once everything upstream is done: readers never see tables of different "
+        "runs side by side, and a failed asset or check leaves the previous generation in place.",
+    )
+    def published_catalog(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, store: RecsysStore
+    ) -> dg.MaterializeResult:
+        failed = failed_checks(context.instance, check_keys)
+        if failed:
+            raise PublishBlockedError(
+                f"not publishing: check(s) failed on their latest run: {', '.join(failed)}; "
+                "fix the cause (see the check's metadata) and refresh again"
+            )
+        with warehouse_connection(warehouse) as conn:
+            generation = store.catalog.publish(conn, tables)
+            counts = [
+                {"table": t, "rows": conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]} for t in tables
+            ]
+        return dg.MaterializeResult(
+            metadata={
+                "generation": generation.name,
+                "catalog": dg.MetadataValue.path(str(store.catalog.path)),
+                "tables": markdown_table(counts),
+            }
+        )
+
+    return [published_catalog]
