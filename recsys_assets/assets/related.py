@@ -13,7 +13,14 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, table_version
 from recsys_assets.core.aliases import alias_candidates
-from recsys_assets.core.ann import AnnoyCosineIndex, build_index, load_index, recall_at_k, related_items
+from recsys_assets.core.ann import (
+    AnnIndex,
+    AnnoyCosineIndex,
+    build_index,
+    load_index,
+    recall_at_k,
+    related_items,
+)
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
@@ -75,6 +82,20 @@ def related_method(related: RelatedSettings, n_artists: int) -> str:
     return "exact" if n_artists <= related.exact_max_artists else "ann"
 
 
+def open_index(ref: IndexRef, ann: AnnSettings, k: int) -> AnnIndex:
+    """Load a built index with the configured query parameters, widened for ``k`` neighbours.
+
+    Query parameters are not part of the index file, so changing them re-runs only the readers.
+    """
+    index = load_index(Path(ref.path))
+    if isinstance(index, AnnoyCosineIndex):
+        # search_k is tuned for 10 neighbours; Annoy's own default scales it with k.
+        index.search_k = max(ann.search_k, ann.n_trees * k) if ann.search_k > 0 else -1
+    else:
+        index.set_ef_search(max(ann.ef_search, k))
+    return index
+
+
 def related_lists(
     ref: IndexRef, factors: FactorSet, ann: AnnSettings, related: RelatedSettings, seed: int, threads: int
 ) -> tuple[pd.DataFrame, float, str]:
@@ -85,13 +106,7 @@ def related_lists(
     if method == "exact":
         ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
         return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
-    index = load_index(Path(ref.path))
-    # Query parameters are not part of the index file: changing them re-runs only this step.
-    if isinstance(index, AnnoyCosineIndex):
-        index.search_k = ann.search_k
-    else:
-        index.set_ef_search(max(ann.ef_search, n))
-    ids, scores = related_items(index, n, threads=threads)
+    ids, scores = related_items(open_index(ref, ann, n), n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
@@ -250,10 +265,15 @@ def build_related_assets(settings: Settings) -> list:
         return dg.MaterializeResult(data_version=version, metadata={"dagster/row_count": len(table)})
 
     @dg.asset(
-        ins={f"{m}_factors": dg.AssetIn() for m in MODELS} | {"play_matrix": dg.AssetIn()},
+        ins={f"{m}_factors": dg.AssetIn() for m in MODELS}
+        | {f"{m}_ann_index": dg.AssetIn() for m in MODELS}
+        | {"play_matrix": dg.AssetIn()},
         group_name="answers",
         kinds={"duckdb"},
-        code_version=code_version("artist_aliases-1", aliases),
+        # Neighbours come from the index when [related] picks the ANN method, so its settings count too.
+        code_version=code_version(
+            "artist_aliases-2", aliases, related.method, related.exact_max_artists, ann.query_params()
+        ),
         description="Candidate duplicate artists ('Arcade Fire' / 'The Arcade Fire'): nearly identical "
         "factors while sharing few or no listeners.",
     )
@@ -261,9 +281,19 @@ def build_related_assets(settings: Settings) -> list:
         warehouse: DuckDBResource,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
+        als_ann_index: IndexRef,
+        lsa_ann_index: IndexRef,
         play_matrix: sp.csr_matrix,
     ) -> dg.MaterializeResult:
-        frames = [alias_table(f, play_matrix, aliases, threads) for f in (als_factors, lsa_factors)]
+        frames = []
+        for factors, ref in ((als_factors, als_ann_index), (lsa_factors, lsa_ann_index)):
+            # Large catalogues: the neighbours come from the ANN index, as for related artists.
+            index = (
+                open_index(ref, ann, aliases.neighbours)
+                if related_method(related, ref.n_items) == "ann"
+                else None
+            )
+            frames.append(alias_table(factors, play_matrix, aliases, threads, index=index))
         table = pd.concat(frames, ignore_index=True)
         metadata: dict = {"dagster/row_count": len(table)}
         with warehouse_connection(warehouse) as conn:
@@ -277,9 +307,14 @@ def build_related_assets(settings: Settings) -> list:
 
 
 def alias_table(
-    factors: FactorSet, plays: sp.csr_matrix, aliases: AliasSettings, threads: int
+    factors: FactorSet,
+    plays: sp.csr_matrix,
+    aliases: AliasSettings,
+    threads: int,
+    index: AnnIndex | None = None,
 ) -> pd.DataFrame:
-    """Alias candidates of one factor set, as configured in ``[aliases]``, with a ``model`` column."""
+    """Alias candidates of one factor set, as configured in ``[aliases]``, with a ``model`` column;
+    neighbours from ``index`` when given, else exact cosine top-k."""
     frame = alias_candidates(
         factors.item_factors,
         plays,
@@ -287,6 +322,7 @@ def alias_table(
         min_factor_similarity=aliases.min_factor_similarity,
         max_listener_overlap=aliases.max_listener_overlap,
         min_listeners=aliases.min_listeners,
+        index=index,
         threads=threads,
     )
     return frame[frame["score"] >= aliases.min_score].assign(model=factors.model)
