@@ -76,6 +76,8 @@ def build_evaluation_assets(settings: Settings) -> list:
     threads = settings.runtime.threads
     ev, als, lsa, weighting = settings.evaluation, settings.als, settings.lsa, settings.weighting
     split_name = f"{ev.split}-{ev.test_fraction:g}"
+    # What shaped every evaluation number besides the model's own settings.
+    provenance = (settings.data, weighting, ev)
 
     @dg.asset(
         group_name="evaluation",
@@ -101,7 +103,11 @@ def build_evaluation_assets(settings: Settings) -> list:
     )
     def eval_als_factors(context: dg.AssetExecutionContext, train_test_split: Split) -> dg.Output[FactorSet]:
         factors = fit_als_factors(
-            apply_weighting(train_test_split.train, weighting), als, threads, log=context.log
+            apply_weighting(train_test_split.train, weighting),
+            als,
+            threads,
+            log=context.log,
+            provenance=provenance,
         )
         ensure_finite(factors)
         return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
@@ -112,7 +118,9 @@ def build_evaluation_assets(settings: Settings) -> list:
         description="LSA refitted on the weighted train matrix with the production settings.",
     )
     def eval_lsa_factors(train_test_split: Split) -> dg.Output[FactorSet]:
-        factors = fit_lsa_factors(apply_weighting(train_test_split.train, weighting), lsa, threads)
+        factors = fit_lsa_factors(
+            apply_weighting(train_test_split.train, weighting), lsa, threads, provenance=provenance
+        )
         ensure_finite(factors)
         return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
 
@@ -151,11 +159,11 @@ def build_evaluation_assets(settings: Settings) -> list:
             k=k,
             threads=threads,
         )
-        rows += metric_rows("popularity", fingerprint("popularity"), split_name, k, popularity)
+        rows += metric_rows("popularity", fingerprint(*provenance, "popularity"), split_name, k, popularity)
         random = metrics.evaluate_scores(
             metrics.random_scores(n_items, seed=ev.seed), split.train, split.test, k=k, threads=threads
         )
-        rows += metric_rows("random", fingerprint("random", ev.seed), split_name, k, random)
+        rows += metric_rows("random", fingerprint(*provenance, "random"), split_name, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse_connection(warehouse) as conn:
             tag_rows = []
@@ -168,7 +176,7 @@ def build_evaluation_assets(settings: Settings) -> list:
             table_rows = rows + [
                 {
                     "model": r["model"],
-                    "settings_fingerprint": fingerprint(r["model"]),
+                    "settings_fingerprint": fingerprint(settings.data, weighting, r["model"]),
                     "split": "all",
                     "metric": "related_tag_similarity",
                     "k": k,

@@ -25,9 +25,18 @@ class NonFiniteFactorsError(ArithmeticError):
 
 
 def fit_als_factors(
-    weighted: sp.csr_matrix, als: AlsSettings, threads: int, log=None, model: str = "als"
+    weighted: sp.csr_matrix,
+    als: AlsSettings,
+    threads: int,
+    log=None,
+    model: str = "als",
+    provenance: tuple = (),
 ) -> FactorSet:
-    """ALS on ``alpha * weighted`` (confidence of observed pairs), logging the loss per iteration."""
+    """ALS on ``alpha * weighted`` (confidence of observed pairs), logging the loss per iteration.
+
+    ``provenance``: the other settings that shaped the input (data, weighting, split), fingerprinted
+    with ``als`` into the set's ``settings_fingerprint``.
+    """
 
     def progress(iteration: int, loss: float | None, seconds: float) -> None:
         if log is not None:
@@ -48,20 +57,22 @@ def fit_als_factors(
         model=model,
         user_factors=result.user_factors,
         item_factors=result.item_factors,
-        settings_fingerprint=fingerprint(als),
+        settings_fingerprint=fingerprint(*provenance, als),
         loss=[float(v) for v in result.loss],
         seconds=[float(v) for v in result.seconds],
     )
 
 
-def fit_lsa_factors(weighted: sp.csr_matrix, lsa: LsaSettings, threads: int, model: str = "lsa") -> FactorSet:
-    """Truncated SVD of the weighted matrix as a factor set."""
+def fit_lsa_factors(
+    weighted: sp.csr_matrix, lsa: LsaSettings, threads: int, model: str = "lsa", provenance: tuple = ()
+) -> FactorSet:
+    """Truncated SVD of the weighted matrix as a factor set (``provenance`` as in :func:`fit_als_factors`)."""
     result = fit_lsa(weighted, factors=lsa.factors, seed=lsa.seed, threads=threads)
     return FactorSet(
         model=model,
         user_factors=result.user_factors,
         item_factors=result.item_factors,
-        settings_fingerprint=fingerprint(lsa),
+        settings_fingerprint=fingerprint(*provenance, lsa),
     )
 
 
@@ -145,6 +156,7 @@ def factor_output(factors: FactorSet, warehouse: DuckDBResource) -> dg.Output:
 def build_factor_assets(settings: Settings) -> list:
     threads = settings.runtime.threads
     als, lsa = settings.als, settings.lsa
+    provenance = (settings.data, settings.weighting)
 
     @dg.asset(
         group_name="factors",
@@ -158,7 +170,9 @@ def build_factor_assets(settings: Settings) -> list:
         weighted_matrix: sp.csr_matrix,
         warehouse: DuckDBResource,
     ) -> dg.Output[FactorSet]:
-        return factor_output(fit_als_factors(weighted_matrix, als, threads, log=context.log), warehouse)
+        return factor_output(
+            fit_als_factors(weighted_matrix, als, threads, log=context.log, provenance=provenance), warehouse
+        )
 
     @dg.asset(
         group_name="factors",
@@ -168,7 +182,7 @@ def build_factor_assets(settings: Settings) -> list:
         "Also in DuckDB: artist_factors / user_factors.",
     )
     def lsa_factors(weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource) -> dg.Output[FactorSet]:
-        return factor_output(fit_lsa_factors(weighted_matrix, lsa, threads), warehouse)
+        return factor_output(fit_lsa_factors(weighted_matrix, lsa, threads, provenance=provenance), warehouse)
 
     @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
     def als_factors_are_finite(als_factors: FactorSet) -> dg.AssetCheckResult:
