@@ -153,13 +153,17 @@ def cmd_refresh(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     import dagster as dg
 
+    from recsys_assets.assets.ingest import source_fingerprint
     from recsys_assets.definitions import build_definitions
     from recsys_assets.refresh import observe_sources, stale_or_missing
+    from recsys_assets.settings import load_settings
 
     _dagster_home()
-    defs = build_definitions()
+    settings = load_settings()
+    defs = build_definitions(settings)
+    current = {"plays_source": source_fingerprint(settings, recsys_home())}
     with dg.DagsterInstance.get() as instance:
-        observe_sources(defs, instance)
+        observe_sources(defs, instance, current)
         todo = stale_or_missing(defs, instance)
     if not todo:
         print("up to date: nothing to refresh")

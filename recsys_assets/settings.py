@@ -318,6 +318,12 @@ def _validate(settings: Settings, where: str) -> None:
         raise SettingsError(
             f"{where}: [schedule] cron = {settings.schedule.cron!r} needs 5 fields, e.g. '0 3 * * *'"
         )
+    if settings.ann.search_k == 0 or settings.ann.search_k < -1:
+        raise SettingsError(f"{where}: [ann] search_k must be -1 (Annoy's default) or > 0")
+    if settings.weighting.confidence_alpha <= 0 or settings.weighting.confidence_epsilon <= 0:
+        raise SettingsError(f"{where}: [weighting] confidence_alpha and confidence_epsilon must be > 0")
+    if settings.synthetic.n_alias_pairs < 0:
+        raise SettingsError(f"{where}: [synthetic] n_alias_pairs must be >= 0")
     if settings.aliases.min_score < 0:
         raise SettingsError(f"{where}: [aliases] min_score must be >= 0")
     if settings.als.regularization < 0:

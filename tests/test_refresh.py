@@ -15,6 +15,7 @@ from recsys_assets.refresh import (
     RefreshFailedError,
     RefreshInProgressError,
     materializable_keys,
+    ready_to_run,
     refresh,
     stale_or_missing,
 )
@@ -171,3 +172,14 @@ def test_a_second_refresh_cannot_start_while_one_holds_the_lock(tmp_path):
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # as a running refresh holds it
         with pytest.raises(RefreshInProgressError, match="another refresh holds"):
             refresh(defs, dg.DagsterInstance.ephemeral(), log=lambda _: None, lock_path=lock)
+
+
+def test_ready_to_run_defers_assets_with_a_pending_ancestor(tmp_path):
+    """recommendations is stale (new play matrix) but als_factors may still change once weighted_matrix
+    has re-run: it waits for a later wave; an asset whose ancestors are all settled runs now."""
+    defs = build_definitions(tiny_settings(), tmp_path)
+    stale = {"weighted_matrix": "x", "recommendations": "x", "train_test_split": "x", "related_artists": "x"}
+    assert set(ready_to_run(defs, stale)) == {"weighted_matrix", "train_test_split"}
+    # Once the factors are stale themselves (next wave), the readers run with them in one ordered run.
+    later = {"als_factors": "x", "lsa_factors": "x", "recommendations": "x"}
+    assert set(ready_to_run(defs, later)) == set(later)

@@ -44,8 +44,14 @@ def test_file_values_are_typed_and_relative_paths_resolved(tmp_path):
         ({"data": {"source": "hetrec"}}, r"needs \[data\] path"),
         ({"evaluation": {"test_fraction": 1.0}}, r"test_fraction"),
         ({"related": {"min_recall_at_10": 1.5}}, r"min_recall_at_10 must be in \[0, 1\]"),
-        ({"schedule": {"timezone": "Mars/Olympus"}}, r"\[schedule\] timezone = 'Mars/Olympus' is not a known"),
+        (
+            {"schedule": {"timezone": "Mars/Olympus"}},
+            r"\[schedule\] timezone = 'Mars/Olympus' is not a known",
+        ),
         ({"schedule": {"cron": "daily"}}, r"\[schedule\] cron = 'daily' needs 5 fields"),
+        ({"ann": {"search_k": 0}}, r"\[ann\] search_k must be -1"),
+        ({"weighting": {"confidence_epsilon": 0.0}}, r"confidence_epsilon must be > 0"),
+        ({"synthetic": {"n_alias_pairs": -1}}, r"n_alias_pairs must be >= 0"),
     ],
 )
 def test_bad_settings_name_the_key(raw, message):

@@ -11,9 +11,16 @@ from recsys_assets.core import loaders
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import Settings, fingerprint
+from recsys_assets.sql import SQL_DIR
+from recsys_assets.storage import content_hash
 
 RAW_TABLES = ("users", "artists", "plays", "rejects", "load_log")
 HETREC_TABLES = ("tags", "artist_tags")
+
+
+def loader_sql_hash() -> str:
+    """Hash of the SQL files the loaders run (everything in ``sql/`` but the example queries)."""
+    return content_hash(*[(p.name, p.read_text()) for p in sorted(SQL_DIR.glob("*.sql"))])
 
 
 def source_fingerprint(settings: Settings, home: Path) -> str:
@@ -65,7 +72,8 @@ def build_ingest_assets(settings: Settings) -> list:
         deps=[plays_source],
         group_name="ingest",
         kinds={"duckdb"},
-        code_version=code_version("raw_plays-1", settings.data, source_settings),
+        # The loaders' SQL assigns the ids and sums duplicates: editing it changes the tables too.
+        code_version=code_version("raw_plays-1", settings.data, source_settings, loader_sql_hash()),
         description="Play triples in DuckDB: users, artists (name, mbid), plays (duplicate pairs summed), "
         "rejects (file, line, reason, raw text) and a load log.",
     )
