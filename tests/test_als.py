@@ -103,6 +103,49 @@ def test_cg_warm_start_converges_over_repeated_half_steps(problem):
     assert errors == sorted(errors, reverse=True) and errors[-1] < 0.5 * errors[0]
 
 
+def reference_cg(
+    confidence: sp.csr_matrix, fixed: np.ndarray, current: np.ndarray, regularization: float, steps: int
+) -> np.ndarray:
+    """Textbook CG in float64 on each row's dense normal equations, warm-started from ``current``."""
+    conf = confidence.toarray().astype(np.float64)
+    y = fixed.astype(np.float64)
+    gram = y.T @ y + regularization * np.eye(y.shape[1])
+    out = current.astype(np.float64)
+    for u in range(conf.shape[0]):
+        observed = conf[u] > 0
+        if not observed.any():
+            out[u] = 0.0
+            continue
+        yo, co = y[observed], conf[u, observed]
+        a = gram + yo.T @ ((co - 1.0)[:, None] * yo)
+        x = out[u]
+        r = yo.T @ co - a @ x
+        p = r.copy()
+        rs = r @ r
+        for _ in range(steps):
+            ap = a @ p
+            alpha = rs / (p @ ap)
+            x += alpha * p
+            r -= alpha * ap
+            rs_new = r @ r
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+    return out
+
+
+# 64 is compiled with the width as a constant (a separate kernel): check it as well as a generic width.
+@pytest.mark.parametrize("factors", [8, 64])
+def test_cg_steps_match_reference_cg(factors):
+    rng = np.random.default_rng(factors)
+    confidence = random_confidence(n_rows=60, n_cols=90, density=0.3, seed=factors)
+    fixed = rng.normal(0.0, 0.3, size=(confidence.shape[1], factors)).astype(np.float32)
+    current = rng.normal(0.0, 0.3, size=(confidence.shape[0], factors)).astype(np.float32)
+    expected = reference_cg(confidence, fixed, current, 0.1, steps=3)
+    got = solve_rows(confidence, fixed, current, 0.1, cg_steps=3, threads=2)
+    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_array_equal(got[3], 0.0)
+
+
 def test_solve_rows_leaves_current_untouched(problem):
     confidence, fixed, current = problem
     before = current.copy()
@@ -146,12 +189,13 @@ def test_cholesky_reports_singular_system(problem):
         solve_rows(confidence, zeros_fixed, current, 0.0, solver="cholesky")
 
 
-def test_same_seed_same_factors_for_any_thread_count():
+@pytest.mark.parametrize("factors", [16, 64])
+def test_same_seed_same_factors_for_any_thread_count(factors):
     confidence = random_confidence(n_rows=300, n_cols=200, density=0.05, seed=4)
-    one = fit_als(confidence, factors=16, iterations=3, seed=11, threads=1)
-    two = fit_als(confidence, factors=16, iterations=3, seed=11, threads=2)
-    again = fit_als(confidence, factors=16, iterations=3, seed=11, threads=2)
-    other = fit_als(confidence, factors=16, iterations=3, seed=12, threads=2)
+    one = fit_als(confidence, factors=factors, iterations=3, seed=11, threads=1)
+    two = fit_als(confidence, factors=factors, iterations=3, seed=11, threads=2)
+    again = fit_als(confidence, factors=factors, iterations=3, seed=11, threads=2)
+    other = fit_als(confidence, factors=factors, iterations=3, seed=12, threads=2)
     np.testing.assert_array_equal(one.user_factors, two.user_factors)
     np.testing.assert_array_equal(one.item_factors, two.item_factors)
     np.testing.assert_array_equal(two.item_factors, again.item_factors)
