@@ -127,18 +127,24 @@ def _dagster_home() -> Path:
     return home
 
 
-def cmd_refresh(args: argparse.Namespace) -> None:
-    import dagster as dg
-
+def _graph():
+    """The definitions for the settings in force, and the input's current fingerprint (computed here
+    with the function the observable source uses, so an unchanged input needs no observation run)."""
     from recsys_assets.assets.ingest import source_fingerprint
     from recsys_assets.definitions import build_definitions
-    from recsys_assets.refresh import RefreshFailedError, RefreshInProgressError, refresh
     from recsys_assets.settings import load_settings
 
     _dagster_home()
     settings = load_settings()
-    defs = build_definitions(settings)
-    current = {"plays_source": source_fingerprint(settings, recsys_home())}
+    return build_definitions(settings), {"plays_source": source_fingerprint(settings, recsys_home())}
+
+
+def cmd_refresh(args: argparse.Namespace) -> None:
+    import dagster as dg
+
+    from recsys_assets.refresh import RefreshFailedError, RefreshInProgressError, refresh
+
+    defs, current = _graph()
     with dg.DagsterInstance.get() as instance:
         try:
             result = refresh(
@@ -153,17 +159,14 @@ def cmd_refresh(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     import dagster as dg
 
-    from recsys_assets.assets.ingest import source_fingerprint
-    from recsys_assets.definitions import build_definitions
-    from recsys_assets.refresh import observe_sources, stale_or_missing
-    from recsys_assets.settings import load_settings
+    from recsys_assets.refresh import RefreshFailedError, observe_sources, stale_or_missing
 
-    _dagster_home()
-    settings = load_settings()
-    defs = build_definitions(settings)
-    current = {"plays_source": source_fingerprint(settings, recsys_home())}
+    defs, current = _graph()
     with dg.DagsterInstance.get() as instance:
-        observe_sources(defs, instance, current)
+        try:
+            observe_sources(defs, instance, current)
+        except RefreshFailedError as exc:
+            raise CliError(str(exc)) from exc
         todo = stale_or_missing(defs, instance)
     if not todo:
         print("up to date: nothing to refresh")

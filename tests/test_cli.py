@@ -155,3 +155,14 @@ def test_refresh_with_a_missing_input_file_names_it(tmp_path, monkeypatch, capsy
     assert main(["refresh"]) == 1
     err = capsys.readouterr().err
     assert "nowhere.tsv" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_status_lists_what_a_refresh_would_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("RECSYS_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "raw_plays: never materialized" in lines and "published_catalog: never materialized" in lines
+    assert len(lines) == 15  # every materializable asset of the graph
