@@ -157,8 +157,14 @@ class Catalog:
         generation = self.current_generation()
         return sorted(p.stem for p in generation.glob("*.parquet")) if generation else []
 
-    def publish(self, conn: duckdb.DuckDBPyConnection, tables: Iterable[str]) -> Path:
-        """Publish warehouse ``tables`` (read through ``conn``) as a new generation; return its folder."""
+    def publish(
+        self, conn: duckdb.DuckDBPyConnection, tables: Iterable[str], carry_over: bool = True
+    ) -> Path:
+        """Publish warehouse ``tables`` (read through ``conn``) as a new generation; return its folder.
+
+        With ``carry_over`` the current generation's other tables stay published (hard-linked);
+        without it the new generation holds exactly ``tables``.
+        """
         current = self.current_generation()
         numbers = [int(p.name) for p in self.published.glob("[0-9]*") if p.name.isdigit()]
         generation = self.published / f"{max(numbers, default=0) + 1:08d}"
@@ -167,7 +173,7 @@ class Catalog:
         for table in tables:
             target = str(generation / f"{table}.parquet").replace("'", "''")
             conn.execute(f"COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet)")
-        if current is not None:
+        if current is not None and carry_over:
             for old in current.glob("*.parquet"):
                 if old.stem not in tables:
                     os.link(old, generation / old.name)  # unchanged table: same file, no copy

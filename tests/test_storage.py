@@ -70,3 +70,5 @@ def test_publish_swaps_whole_generations_and_keeps_the_previous_one(tmp_path):
     third = catalog.publish(warehouse, ["t"])
     assert not first.exists() and second.exists() and third.exists()
     assert catalog.tables() == ["t", "u"] and catalog.current_generation() == third
+    catalog.publish(warehouse, ["t"], carry_over=False)
+    assert catalog.tables() == ["t"]

@@ -65,7 +65,8 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
                 "fix the cause (see the check's metadata) and refresh again"
             )
         with warehouse_connection(warehouse) as conn:
-            generation = store.catalog.publish(conn, tables)
+            # Exactly this graph's tables: nothing left over from another source (e.g. HetRec's tags).
+            generation = store.catalog.publish(conn, tables, carry_over=False)
             counts = [
                 {"table": t, "rows": conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]} for t in tables
             ]
