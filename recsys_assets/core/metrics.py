@@ -49,6 +49,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.threads import blas_threads, numba_threads
+from recsys_assets.core.topk import as_factor_matrix
 
 __all__ = [
     "MetricsError",
@@ -527,13 +528,9 @@ def _check_k(k: int, n_items: int) -> int:
 
 
 def _as_factors(name: str, x: object, rows: int) -> np.ndarray:
-    if not isinstance(x, np.ndarray) or x.ndim != 2:
-        raise TypeError(f"{name} must be a 2-D numpy array, got {type(x).__name__}")
+    x = as_factor_matrix(name, x, error=MetricsError)
     if x.shape[0] != rows:
         raise MetricsError(f"{name} has {x.shape[0]} rows but the interaction matrix needs {rows}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if not np.isfinite(x).all():
-        raise MetricsError(f"{name} contains NaN or infinite values")
     return x
 
 

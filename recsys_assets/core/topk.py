@@ -112,12 +112,14 @@ def _sort_heaps(heap_s: np.ndarray, heap_i: np.ndarray) -> None:
                 hi[t] = -1
 
 
-def _as_factor_matrix(name: str, x: np.ndarray) -> np.ndarray:
+def as_factor_matrix(name: str, x: object, error: type[Exception] = ValueError) -> np.ndarray:
+    """``x`` as a C-contiguous float32 2-D array; TypeError if it is not a 2-D numpy array, ``error``
+    if any value is NaN or infinite."""
     if not isinstance(x, np.ndarray) or x.ndim != 2:
         raise TypeError(f"{name} must be a 2-D numpy array, got {type(x).__name__} {getattr(x, 'shape', '')}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or infinite values; clean the factors before ranking")
+        raise error(f"{name} contains NaN or infinite values; clean the factors before ranking")
     return x
 
 
@@ -150,8 +152,8 @@ def topk_dot(
     scores : (n, k) float32, matching inner products.
     Rows with fewer than ``k`` candidates are padded with index -1 and score ``-inf``.
     """
-    queries = _as_factor_matrix("queries", queries)
-    items = _as_factor_matrix("items", items)
+    queries = as_factor_matrix("queries", queries)
+    items = as_factor_matrix("items", items)
     n, m = queries.shape[0], items.shape[0]
     if queries.shape[1] != items.shape[1]:
         raise ValueError(
@@ -199,7 +201,7 @@ def topk_dot(
 
 def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit Euclidean norm, ``v / ||v||``; all-zero rows stay zero. (n, f) -> (n, f) float32."""
-    vectors = _as_factor_matrix("vectors", vectors)
+    vectors = as_factor_matrix("vectors", vectors)
     norms = np.linalg.norm(vectors, axis=1)
     scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
     return vectors * scale[:, None].astype(np.float32)
