@@ -84,7 +84,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         asset_checks=checks,
         jobs=[job],
         schedules=[build_schedule(settings, job)],
-        resources=build_resources(home, settings.runtime.duckdb_memory_limit),
+        resources=build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B"),
         # Steps share one process: no per-step interpreter start, numba compiles once per run.
         executor=dg.in_process_executor,
     )
