@@ -537,7 +537,7 @@ def _coerce(base: Any, value: Any) -> tuple[bool, Any]:
     converted to it."""
     if get_origin(base) is Literal:
         return any(value == choice and type(value) is type(choice) for choice in get_args(base)), value
-    allowed = get_args(base) if get_origin(base) in (types.UnionType,) else (base,)
+    allowed = get_args(base) if get_origin(base) is types.UnionType else (base,)
     if isinstance(value, bool):
         return bool in allowed, value
     if isinstance(value, int) and int not in allowed and float in allowed:
@@ -549,18 +549,17 @@ def _check_field(cls: type, name: str, value: Any) -> Any:
     """``value`` converted to the field's type; :class:`SettingsError` (one line: table, key, value and what
     is allowed) when it has the wrong type or breaks the field's rule."""
     base, rules = _field_spec(cls, name)
-    ok, converted = _coerce(base, value)
+    typed, converted = _coerce(base, value)
     if get_origin(base) is Literal:
-        allowed = "one of " + ", ".join(_toml(choice) for choice in get_args(base))
+        allowed, admitted = "one of " + ", ".join(_toml(choice) for choice in get_args(base)), typed
     else:
         kind = {int: "an integer", float: "a finite number", str: "a string"}.get(base, "a value")
         allowed = " and ".join(rule.describe(kind) for rule in rules) or kind
-        if ok:
-            ok = all(rule.admits(converted) for rule in rules)
-            ok = ok and not (isinstance(converted, float) and not math.isfinite(converted))
-    if ok:
+        finite = not isinstance(converted, float) or math.isfinite(converted)
+        admitted = typed and finite and all(rule.admits(converted) for rule in rules)
+    if admitted:
         return converted
-    got = f" (got {_kind(value)})" if not _coerce(base, value)[0] and get_origin(base) is not Literal else ""
+    got = "" if typed or get_origin(base) is Literal else f" (got {_kind(value)})"
     raise SettingsError(f"[{_table_name(cls)}] {name} = {_toml(value)}: must be {allowed}{got}")
 
 

@@ -285,6 +285,17 @@ def test_memory_budget_sizes_duckdb_unless_overridden(tmp_path):
         assert half == total // 2
 
 
+def test_a_cron_dagster_cannot_schedule_names_the_file(tmp_path):
+    from recsys_assets.definitions import build_definitions
+
+    cfg = tmp_path / "my.toml"
+    cfg.write_text('[schedule]\ncron = "99 * * * *"\n')
+    settings = load_settings(cfg)  # five fields: the field values are Dagster's to judge
+    with pytest.raises(SettingsError) as caught:
+        build_definitions(settings, tmp_path / "home")
+    assert str(caught.value) == f"{cfg}: [schedule] cron = '99 * * * *' is not a valid cron expression"
+
+
 def test_fingerprint_tracks_values_only(tmp_path):
     a = Settings()
     b = a.replace(als={"factors": 48})
