@@ -42,7 +42,10 @@ def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
 def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
     """The refresh schedule; skips a tick while any run of this instance is in progress."""
     if not is_valid_cron_string(settings.schedule.cron):
-        raise SettingsError(f"[schedule] cron = {settings.schedule.cron!r} is not a valid cron expression")
+        where = f"{settings.source_file}: " if settings.source_file else ""
+        raise SettingsError(
+            f"{where}[schedule] cron = {settings.schedule.cron!r} is not a valid cron expression"
+        )
 
     @dg.schedule(
         job=job,
@@ -84,7 +87,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         asset_checks=checks,
         jobs=[job],
         schedules=[build_schedule(settings, job)],
-        resources=build_resources(home, settings.runtime.duckdb_memory_limit),
+        resources=build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B"),
         # Steps share one process: no per-step interpreter start, numba compiles once per run.
         executor=dg.in_process_executor,
     )

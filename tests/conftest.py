@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from recsys_assets.settings import Settings
+from recsys_assets.settings import CPU_COUNT, Settings
 
 HETREC_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k"
 
@@ -27,7 +27,7 @@ def tiny_settings(**sections) -> Settings:
         # "ann" so the index path and its recall check run (auto would pick exact at this size).
         related={"n": 10, "recall_sample": 300, "min_recall_at_10": 0.9, "method": "ann"},
         recommend={"n": 10},
-        runtime={"threads": 2, "duckdb_memory_limit": "1GB"},
+        runtime={"threads": min(2, CPU_COUNT), "duckdb_memory_limit": "1GB"},
     )
     return base.replace(**sections) if sections else base
 

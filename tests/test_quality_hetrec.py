@@ -14,7 +14,7 @@ from recsys_assets.assets.matrices import apply_weighting
 from recsys_assets.core.loaders import load_hetrec, read_play_matrix
 from recsys_assets.core.metrics import evaluate_factors, popularity_scores
 from recsys_assets.core.split import random_split
-from recsys_assets.settings import Settings
+from recsys_assets.settings import CPU_COUNT, Settings
 from tests.conftest import HETREC_DIR, hetrec_available
 
 pytestmark = [
@@ -81,7 +81,9 @@ def test_graph_on_hetrec_gives_related_acts_of_the_same_tags(tmp_path, monkeypat
     from recsys_assets.refresh import refresh
     from recsys_assets.storage import Catalog
 
-    settings = Settings().replace(data={"source": "hetrec", "path": str(HETREC_DIR)}, runtime={"threads": 2})
+    settings = Settings().replace(
+        data={"source": "hetrec", "path": str(HETREC_DIR)}, runtime={"threads": min(2, CPU_COUNT)}
+    )
     home = tmp_path / "home"
     refresh(build_definitions(settings, home), dg.DagsterInstance.ephemeral(), log=lambda _: None)
     monkeypatch.setenv("RECSYS_HOME", str(home))

@@ -16,7 +16,7 @@ from recsys_assets.core import metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.split import Split, per_user_holdout, random_split
 from recsys_assets.resources import RecsysStore, warehouse_connection
-from recsys_assets.settings import Settings, fingerprint
+from recsys_assets.settings import Settings, check_evaluation_k, check_lsa_factors, fingerprint
 from recsys_assets.storage import atomic_path
 
 REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
@@ -118,6 +118,7 @@ def build_evaluation_assets(settings: Settings) -> list:
         description="LSA refitted on the weighted train matrix with the production settings.",
     )
     def eval_lsa_factors(train_test_split: Split) -> dg.Output[FactorSet]:
+        check_lsa_factors(settings, train_test_split.train.shape)
         factors = fit_lsa_factors(
             apply_weighting(train_test_split.train, weighting), lsa, threads, provenance=provenance
         )
@@ -143,6 +144,7 @@ def build_evaluation_assets(settings: Settings) -> list:
         eval_als_factors: FactorSet,
         eval_lsa_factors: FactorSet,
     ) -> dg.MaterializeResult:
+        check_evaluation_k(settings, train_test_split.train.shape[1])
         split, k = train_test_split, ev.k
         rows: list[dict] = []
         for factors in (eval_als_factors, eval_lsa_factors):

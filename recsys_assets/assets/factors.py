@@ -14,7 +14,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.lsa import fit_lsa
 from recsys_assets.core.report import loss_curve_png
 from recsys_assets.resources import warehouse_connection
-from recsys_assets.settings import AlsSettings, LsaSettings, Settings, fingerprint
+from recsys_assets.settings import AlsSettings, LsaSettings, Settings, check_lsa_factors, fingerprint
 
 FACTOR_TABLES = ("artist_factors", "user_factors")
 MODELS = ("als", "lsa")
@@ -182,6 +182,7 @@ def build_factor_assets(settings: Settings) -> list:
         "Also in DuckDB: artist_factors / user_factors.",
     )
     def lsa_factors(weighted_matrix: sp.csr_matrix, warehouse: DuckDBResource) -> dg.Output[FactorSet]:
+        check_lsa_factors(settings, weighted_matrix.shape)
         return factor_output(fit_lsa_factors(weighted_matrix, lsa, threads, provenance=provenance), warehouse)
 
     @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
