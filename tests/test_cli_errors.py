@@ -56,6 +56,7 @@ def _triples(path: Path, n_users: int = 60, n_artists: int = 40, per_user: int =
     return path
 
 
+@pytest.mark.slow
 def test_a_file_with_no_valid_line_names_the_file_once(cli_env, tmp_path, capsys):
     data = tmp_path / "plays.tsv"
     data.write_bytes(b"u\xff1\tmbid\tart\xff\t3\n" * 82)
@@ -68,8 +69,18 @@ def test_a_file_with_no_valid_line_names_the_file_once(cli_env, tmp_path, capsys
     assert last.startswith("recsys: raw_plays failed: LoadError: ")
     assert f"{data}: none of 82 lines is valid (invalid UTF-8: 82 (first at line 1))" in last
     assert err.count("none of 82 lines") == 1  # once, not once per Dagster event
+    # The traceback is not lost: the run's event log in the instance keeps it (the UI shows it).
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        (run,) = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+        assert run.run_id[:8] in last
+        (entry,) = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+    cause = entry.dagster_event.event_specific_data.error.cause
+    assert cause.cls_name == "LoadError" and any("_check_counts" in frame for frame in cause.stack)
 
 
+@pytest.mark.slow
 def test_a_reject_share_over_the_limit_is_one_line(cli_env, tmp_path, capsys):
     data = _triples(tmp_path / "plays.csv")
     data.write_text(data.read_text() + "only-two,fields\n" * 200)
@@ -112,6 +123,7 @@ def test_a_setting_that_fails_at_run_time_names_the_asset_and_cause(cli_env, tmp
     assert "lsa_factors failed: LsaError: " in last and "got 45" in last
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
@@ -141,6 +153,7 @@ def test_an_exception_inside_an_asset_is_the_last_line(cli_env, monkeypatch, cap
     assert last.startswith(f"recsys: {expected} (run ")
 
 
+@pytest.mark.slow
 def test_verbose_keeps_the_tracebacks_and_still_ends_with_the_cause(cli_env, monkeypatch, capsys):
     import recsys_assets.assets.ingest as ingest
 
@@ -156,6 +169,7 @@ def test_verbose_keeps_the_tracebacks_and_still_ends_with_the_cause(cli_env, mon
     assert "Traceback" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["status", "refresh"])
 def test_a_full_instance_database_is_one_line(cli_env, monkeypatch, capsys, command):
     """The Dagster instance's SQLite refuses writes (a full disk): one line naming the instance."""
