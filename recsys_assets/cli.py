@@ -10,14 +10,13 @@ import argparse
 import os
 import signal
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 import duckdb
 
-from recsys_assets.core.download import DownloadError
-from recsys_assets.core.loaders import LoadError
-from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, SettingsError, recsys_home, settings_path
+from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, recsys_home, settings_path
 from recsys_assets.sql import read_sql
 from recsys_assets.storage import ArtifactError, Catalog
 
@@ -91,6 +90,19 @@ def _catalog_connection(*needed: str) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def _note_if_capped(conn: duckdb.DuckDBPyConnection, table: str, args: argparse.Namespace, per: str) -> None:
+    """Tell the user (stderr) when ``-n`` asks for more rows than ``table`` stores per ``per`` for the
+    model: the refresh keeps only ``[<table's section>] n``, so the answer is silently shorter otherwise."""
+    stored = conn.execute(f"SELECT max(rank) FROM {table} WHERE model = ?", [args.model]).fetchone()[0]
+    if stored is not None and args.n > stored:
+        section = {"related_artists": "related", "recommendations": "recommend"}[table]
+        print(
+            f"recsys: note: only {stored} {table.replace('_', ' ')} per {per} are stored (model {args.model}); "
+            f"for {args.n}, set [{section}] n = {args.n} in the settings file and run `recsys refresh`",
+            file=sys.stderr,
+        )
+
+
 def cmd_related(args: argparse.Namespace) -> None:
     with _catalog_connection("artists", "plays", "related_artists") as conn:
         name = resolve_artist(conn, args.name)
@@ -98,6 +110,7 @@ def cmd_related(args: argparse.Namespace) -> None:
             print(f"(showing {name!r})")
         params = {"name": name, "model": args.model, "n": args.n}
         _print_rows(conn, read_sql("queries/related_by_name.sql"), params, f"no related artists for {name!r}")
+        _note_if_capped(conn, "related_artists", args, "artist")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
@@ -108,6 +121,7 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         params = {"user": args.user, "model": args.model, "n": args.n}
         sql = read_sql("queries/recommendations_for_user.sql")
         _print_rows(conn, sql, params, f"no recommendations for {args.user!r} in model {args.model!r}")
+        _note_if_capped(conn, "recommendations", args, "user")
 
 
 def cmd_query(args: argparse.Namespace) -> None:
@@ -127,6 +141,15 @@ def _dagster_home() -> Path:
     return home
 
 
+def _unreadable_settings(exc: OSError | UnicodeDecodeError) -> str:
+    """One line naming the settings file that could not be read, and where (a decoding error's line)."""
+    path = settings_path()
+    if isinstance(exc, UnicodeDecodeError):
+        line = exc.object[: exc.start].count(b"\n") + 1
+        return f"{path}: line {line}: the settings file is not UTF-8 text ({exc.reason} at byte {exc.start})"
+    return f"{path}: cannot read the settings file: {exc.strerror or exc}"
+
+
 def _graph():
     """The definitions for the settings in force, and the input's current fingerprint (computed here
     with the function the observable source uses, so an unchanged input needs no observation run)."""
@@ -135,7 +158,10 @@ def _graph():
     from recsys_assets.settings import load_settings
 
     _dagster_home()
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(_unreadable_settings(exc)) from exc
     return build_definitions(settings), {"plays_source": source_fingerprint(settings, recsys_home())}
 
 
@@ -148,7 +174,11 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     with dg.DagsterInstance.get() as instance:
         try:
             result = refresh(
-                defs, instance, source_versions=current, lock_path=recsys_home() / "refresh.lock"
+                defs,
+                instance,
+                source_versions=current,
+                lock_path=recsys_home() / "refresh.lock",
+                show_errors=args.verbose,
             )
         except (RefreshFailedError, RefreshInProgressError) as exc:
             raise CliError(str(exc)) from exc
@@ -164,7 +194,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     defs, current = _graph()
     with dg.DagsterInstance.get() as instance:
         try:
-            observe_sources(defs, instance, current)
+            observe_sources(defs, instance, current, show_errors=args.verbose)
         except RefreshFailedError as exc:
             raise CliError(str(exc)) from exc
         todo = stale_or_missing(defs, instance)
@@ -231,10 +261,46 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("download", help="download and unpack the Last.fm 360K dataset")
     p.add_argument("--dest", default=None)
     p.set_defaults(func=cmd_download)
+    verbose_help = "on failure, print tracebacks (Dagster's and the command's) before the one-line cause"
+    parser.add_argument("-v", "--verbose", action="store_true", help=verbose_help)
+    for command in sub.choices.values():  # also accepted after the command: `recsys refresh -v`
+        command.add_argument(
+            "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=verbose_help
+        )
     return parser
 
 
+def error_message(exc: BaseException) -> str:
+    """The one line ``recsys`` prints for an exception that ended a command.
+
+    Dagster's wrappers are unwrapped to the exception they were raised from. This project's own
+    exceptions (``CliError``, ``SettingsError``, ``LoadError``, the refresh's failure summary, ...) are
+    written for the user and print their message alone; anything else prints as
+    ``"ClassName: message"``; an error of the Dagster instance's SQLite storage names the instance
+    folder (a full disk shows up there first). The message's lines are joined into one.
+    """
+    while type(exc).__module__.startswith("dagster") and exc.__cause__ is not None:
+        exc = exc.__cause__
+    name = type(exc).__name__
+    if type(exc).__module__.split(".")[0] == "recsys_assets":
+        text = str(exc)
+    elif type(exc).__module__.startswith("sqlalchemy"):
+        # SQLAlchemy's text adds the SQL statement and a link; the driver's error is the cause.
+        cause = getattr(exc, "orig", None) or exc
+        text = (
+            f"the Dagster instance's storage under {os.environ.get('DAGSTER_HOME', '$DAGSTER_HOME')} "
+            f"failed: {type(cause).__name__}: {cause}"
+        )
+        if "full" in str(cause).lower():
+            text += " (free disk space there, then run the command again)"
+    else:
+        text = f"{name}: {exc}" if str(exc) else name
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``recsys`` command. Any exception ends it with one line on stderr, ``recsys: <cause>``,
+    and exit status 1 (the traceback first with ``--verbose``); Ctrl-C ends it with exit status 130."""
     # Dagster flags APIs it may change (data versions, observable sources) on every use; they are
     # pinned and tested here, so the warnings would only bury the progress lines.
     warnings.filterwarnings("ignore", message=".*is currently in (beta|preview).*")
@@ -244,8 +310,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         args.func(args)
-    except (CliError, SettingsError, LoadError, DownloadError) as exc:
-        print(f"recsys: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("recsys: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`recsys query ... | head`): nothing left to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"recsys: {error_message(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +28,7 @@ from dagster._core.definitions.data_version import (
     extract_data_version_from_entry,
 )
 from dagster._time import get_current_datetime
+from dagster._utils.error import SerializableErrorInfo
 
 REFRESH_TAG = "recsys/refresh"
 PID_TAG = "recsys/pid"
@@ -156,26 +158,77 @@ def latest_observed_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> s
     return version.value if version is not None else None
 
 
-def _failure_messages(run) -> str:
-    """The innermost error message of each failed step of an in-process run, joined."""
-    messages = []
-    for event in run.all_events:
-        if event.event_type == dg.DagsterEventType.STEP_FAILURE:
-            error = event.event_specific_data.error
-            while error.cause is not None:  # Dagster wraps the user's exception; show the user's
-                error = error.cause
-            messages.append(f"{error.cls_name}: {error.message.strip()}")
-    return " | ".join(messages) or "unknown error"
+def error_summary(error: SerializableErrorInfo) -> str:
+    """One line for a Dagster-recorded error (``SerializableErrorInfo``): the user's exception that
+    Dagster's wrappers (``DagsterExecutionStepExecutionError`` and kin) were raised from, as
+    ``"ClassName: message"``, its lines joined. The traceback stays in the run's event log."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    name = error.cls_name or "Error"
+    text = error.message.strip()
+    # The message is Python's "module.Class: text"; keep the text after the qualified class name.
+    head, sep, rest = text.partition(": ")
+    if sep and head.split(".")[-1] == name:
+        text = rest
+    elif text.split(".")[-1] == name:
+        text = ""
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return f"{name}: {text}" if text else name
+
+
+def failure_message(run: dg.ExecuteInProcessResult) -> str:
+    """Why an in-process run failed, on one line: ``"<step> failed: <error>"`` for each failed step
+    (see :func:`error_summary`), ending with the run id whose event log holds the tracebacks."""
+    messages = [
+        f"{event.step_key or '?'} failed: {error_summary(event.event_specific_data.error)}"
+        for event in run.all_events
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE
+    ]
+    if not messages:  # the run failed outside any step (e.g. while starting)
+        messages = [
+            f"run failed: {error_summary(event.event_specific_data.error)}"
+            for event in run.all_events
+            if event.event_type == dg.DagsterEventType.RUN_FAILURE
+            and getattr(event.event_specific_data, "error", None) is not None
+        ]
+    return f"{'; '.join(messages) or 'run failed for an unknown reason'} (run {run.run_id[:8]})"
+
+
+@dg.logger(
+    {
+        "log_level": dg.Field(str, is_required=False, default_value="INFO"),
+        "name": dg.Field(str, is_required=False, default_value="dagster"),
+    },
+    description="Dagster's console logger without ERROR records: progress lines only.",
+)
+def progress_console_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    """Dagster's colored console logger, minus records at ERROR and above. Those are the framework's
+    failure events (each with a full traceback, the run failure repeating the step's) and the
+    "Dependencies ... Not executing" lines; a refresh reports the failure itself, in one line, and the
+    instance's event log keeps the tracebacks."""
+    console = dg.colored_console_logger.logger_fn(init_context)
+    console.addFilter(lambda record: record.levelno < logging.ERROR)
+    return console
+
+
+def _job(defs: dg.Definitions, show_errors: bool) -> dg.JobDefinition:
+    """The asset job, logging to the console quietly unless ``show_errors`` (``recsys --verbose``)."""
+    job = defs.resolve_implicit_global_asset_job_def()
+    return job if show_errors else job.with_logger_defs({"console": progress_console_logger})
 
 
 def observe_sources(
-    defs: dg.Definitions, instance: dg.DagsterInstance, current: Mapping[str, str] | None = None
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    current: Mapping[str, str] | None = None,
+    show_errors: bool = False,
 ) -> None:
     """Observe every observable source (the input file's fingerprint), recording its data version.
 
     ``current`` maps source keys to versions the caller already computed with the same function the
     source observes with; sources whose recorded version equals it are not observed again (a no-op
-    refresh then costs a ``stat`` of the input, not a Dagster run).
+    refresh then costs a ``stat`` of the input, not a Dagster run). ``show_errors``: let Dagster's console
+    logger print failure events with their tracebacks (by default a failure is only raised, in one line).
     """
     keys = [
         key
@@ -185,8 +238,7 @@ def observe_sources(
         or latest_observed_version(instance, key) != current[key.to_user_string()]
     ]
     if keys:
-        job = defs.resolve_implicit_global_asset_job_def()
-        run = job.execute_in_process(
+        run = _job(defs, show_errors).execute_in_process(
             instance=instance,
             asset_selection=keys,
             tags={REFRESH_TAG: "observe", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
@@ -194,7 +246,7 @@ def observe_sources(
             raise_on_error=False,
         )
         if not run.success:
-            raise RefreshFailedError(f"observing the input failed: {_failure_messages(run)}")
+            raise RefreshFailedError(f"observing the input failed: {failure_message(run)}")
 
 
 def refresh(
@@ -206,16 +258,20 @@ def refresh(
     log_level: str = "INFO",
     source_versions: Mapping[str, str] | None = None,
     lock_path: Path | None = None,
+    show_errors: bool = False,
 ) -> RefreshResult:
     """Observe the input, then materialize stale and missing assets in waves until none is left.
 
     ``source_versions``: see :func:`observe_sources`. ``lock_path``: a file locked (``flock``) for the
     whole refresh, so two refreshes started at the same moment cannot both pass the in-progress check.
+    ``show_errors``: see :func:`observe_sources`.
     Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
     and :class:`RefreshFailedError` naming the failed assets when a wave fails.
     """
     with _exclusive(lock_path):
-        return _refresh(defs, instance, log, exclude_run_ids, max_waves, log_level, source_versions)
+        return _refresh(
+            defs, instance, log, exclude_run_ids, max_waves, log_level, source_versions, show_errors
+        )
 
 
 @contextlib.contextmanager
@@ -243,13 +299,14 @@ def _refresh(
     max_waves: int,
     log_level: str,
     source_versions: Mapping[str, str] | None,
+    show_errors: bool,
 ) -> RefreshResult:
     active = runs_in_progress(instance, exclude_run_ids)
     if active:
         names = ", ".join(f"{r.run_id[:8]} ({r.job_name}, {r.status.value})" for r in active)
         raise RefreshInProgressError(f"not starting: run(s) in progress: {names}")
-    observe_sources(defs, instance, source_versions)
-    job = defs.resolve_implicit_global_asset_job_def()
+    observe_sources(defs, instance, source_versions, show_errors)
+    job = _job(defs, show_errors)
     tags = {REFRESH_TAG: "wave", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     result = RefreshResult()
     for wave_number in range(1, max_waves + 1):
@@ -279,20 +336,7 @@ def _refresh(
                 "run and the published tables are unchanged"
             )
         if not run.success:
-            failed = sorted(
-                event.step_key or "?"
-                for event in run.all_events
-                if event.event_type == dg.DagsterEventType.STEP_FAILURE
-            )
-            messages = [
-                event.event_specific_data.error.message.strip()  # type: ignore[union-attr]
-                for event in run.all_events
-                if event.event_type == dg.DagsterEventType.STEP_FAILURE
-            ]
-            raise RefreshFailedError(
-                f"asset(s) failed: {', '.join(failed) or 'unknown'} (run {run.run_id}): "
-                + " | ".join(messages)
-            )
+            raise RefreshFailedError(failure_message(run))
     else:
         raise RefreshFailedError(
             f"still stale after {max_waves} waves: {sorted(stale_or_missing(defs, instance))}"

@@ -1,10 +1,17 @@
-"""Access to the project's ``sql/`` folder: DDL and the example queries users run."""
+"""Access to the project's ``sql/`` folder: DDL, the loaders' SQL and the example queries users run.
+
+The folder lives at the top of the repository; ``recsys_assets/sql_files`` links to it, and a wheel
+carries a copy there (``[tool.setuptools.package-data]``), so the same lookup works in a checkout, an
+editable install and a regular install.
+"""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+# The package is installed as plain files (never zipped), so its resources are real paths.
+SQL_DIR = Path(str(files("recsys_assets").joinpath("sql_files")))
 
 
 def read_sql(name: str) -> str:
@@ -12,11 +19,11 @@ def read_sql(name: str) -> str:
     path = SQL_DIR / name
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} is missing: the project's sql/ folder must sit beside recsys_assets/"
+            f"{path} is missing: the package's sql_files (a link to the project's sql/ folder) is incomplete"
         )
-    return path.read_text()
+    return path.read_text(encoding="utf-8")
 
 
 def example_queries() -> dict[str, str]:
     """Every example query in ``sql/queries/``, by file stem."""
-    return {p.stem: p.read_text() for p in sorted((SQL_DIR / "queries").glob("*.sql"))}
+    return {p.stem: p.read_text(encoding="utf-8") for p in sorted((SQL_DIR / "queries").glob("*.sql"))}

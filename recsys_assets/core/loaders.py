@@ -44,6 +44,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.core.synthetic import SyntheticPlays
+from recsys_assets.sql import SQL_DIR
 
 _OK = 0
 _SLOW = 100  # value needs Python's float() to decide (exponent, nan, inf, long mantissa, ...)
@@ -90,8 +91,8 @@ class LoadReport:
 
 
 def sql_dir() -> Path:
-    """The repository's ``sql/`` folder (the project is installed editable)."""
-    return Path(__file__).resolve().parents[2] / "sql"
+    """The project's ``sql/`` folder, found where :mod:`recsys_assets.sql` finds it (also when installed)."""
+    return SQL_DIR
 
 
 def raw_schema_sql() -> str:
