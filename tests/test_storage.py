@@ -6,9 +6,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_assets.storage import ArtifactError, Catalog, atomic_path, load_artifact, save_artifact
+from recsys_assets.storage import (
+    ArtifactError,
+    Catalog,
+    atomic_path,
+    load_artifact,
+    register_artifact_type,
+    save_artifact,
+)
 
 
+@register_artifact_type("test_bundle")
 @dataclasses.dataclass
 class Bundle:
     name: str
@@ -20,12 +28,14 @@ class Bundle:
 def test_dataclass_and_sparse_round_trip(tmp_path):
     matrix = sp.random(20, 30, density=0.1, format="csr", dtype=np.float32, random_state=0)
     bundle = Bundle("als", np.arange(12, dtype=np.float32).reshape(3, 4), matrix, [3.0, 2.5])
-    loaded = load_artifact(save_artifact(bundle, tmp_path / "b.npz"))
+    save_artifact(bundle, tmp_path / "b.npz")
+    loaded = load_artifact(tmp_path / "b.npz")
     assert isinstance(loaded, Bundle)
     assert loaded.name == "als" and loaded.loss == [3.0, 2.5]
     np.testing.assert_array_equal(loaded.factors, bundle.factors)
     assert (loaded.matrix != matrix).nnz == 0 and loaded.matrix.shape == (20, 30)
-    plain = load_artifact(save_artifact(matrix, tmp_path / "m.npz"))
+    save_artifact(matrix, tmp_path / "m.npz")
+    plain = load_artifact(tmp_path / "m.npz")
     assert (plain != matrix).nnz == 0
 
 
@@ -41,7 +51,7 @@ def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
 
 
 def test_missing_and_unsupported_artifacts(tmp_path):
-    with pytest.raises(ArtifactError, match="materialize"):
+    with pytest.raises(ArtifactError, match="does not exist: the next `recsys refresh` rebuilds it"):
         load_artifact(tmp_path / "nope.npz")
     with pytest.raises(ArtifactError, match="cannot store"):
         save_artifact(object(), tmp_path / "o.npz")
