@@ -182,7 +182,11 @@ def cmd_status(args: argparse.Namespace) -> None:
     settings = load_settings()
     defs = build_definitions(settings)
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")
-    materialized = home.is_dir() and (dagster_home / "history").is_dir()
+    # Opening a local instance creates its databases: only open one that has them (or storage configured).
+    config = dagster_home / "dagster.yaml"
+    materialized = home.is_dir() and (
+        (dagster_home / "history").is_dir() or (config.is_file() and config.stat().st_size > 0)
+    )
     if not materialized:
         print(f"nothing materialized yet under {home}: a refresh would run every asset")
         instance_context = dg.DagsterInstance.ephemeral()

@@ -95,13 +95,12 @@ def observable_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
 def stale_or_missing(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
-    verify_outputs: bool = True,
     read_only: bool = False,
     notes: list[str] | None = None,
 ) -> dict[str, str]:
     """Asset key -> why it must run, for every asset the UI shows as unsynced or never materialized
-    ("never materialized", or its root stale causes) and, with ``verify_outputs``, every asset whose
-    stored output is missing, corrupt or differs from its latest recorded materialization.
+    ("never materialized", or its root stale causes), and every asset whose stored output is missing,
+    corrupt or differs from its latest recorded materialization (which the UI cannot see).
 
     ``read_only``: write nothing (not even the file-hash cache). What could not be checked is appended
     to ``notes``.
@@ -117,12 +116,11 @@ def stale_or_missing(
             out[key.to_user_string()] = (
                 "; ".join(sorted({f"{c.asset_key.to_user_string()}: {c.reason}" for c in causes})) or "stale"
             )
-    if verify_outputs:
-        checked = [k for k in materializable_keys(defs) if k.to_user_string() not in out]
-        verification = verify_stored_outputs(defs, instance, checked, save_cache=not read_only)
-        out.update(verification.problems)
-        if notes is not None:
-            notes.extend(verification.notes)
+    checked = [k for k in materializable_keys(defs) if k.to_user_string() not in out]
+    verification = verify_stored_outputs(defs, instance, checked, save_cache=not read_only)
+    out.update(verification.problems)
+    if notes is not None:
+        notes.extend(verification.notes)
     return out
 
 
