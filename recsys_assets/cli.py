@@ -168,7 +168,7 @@ def _graph():
 def cmd_refresh(args: argparse.Namespace) -> None:
     import dagster as dg
 
-    from recsys_assets.refresh import RefreshFailedError, RefreshInProgressError, refresh
+    from recsys_assets.refresh import RefreshFailedError, RefreshInProgressError, UnknownAssetError, refresh
 
     defs, current = _graph()
     with dg.DagsterInstance.get() as instance:
@@ -179,29 +179,62 @@ def cmd_refresh(args: argparse.Namespace) -> None:
                 source_versions=current,
                 lock_path=recsys_home() / "refresh.lock",
                 show_errors=args.verbose,
+                force=args.force or (),
             )
-        except (RefreshFailedError, RefreshInProgressError) as exc:
+        except (RefreshFailedError, RefreshInProgressError, UnknownAssetError) as exc:
             raise CliError(str(exc)) from exc
     if result.waves:
         print(f"materialized {len(result.materialized)} asset(s) in {len(result.waves)} wave(s)")
 
 
+def _run_line(run, alive: bool) -> str:
+    started = f"run {run.run_id[:8]} ({run.job_name}, {run.status.value})"
+    if alive:
+        return f"{started} is in progress: a refresh now would not start"
+    pid = run.tags.get("recsys/pid", "?")
+    return f"{started} lost its process (pid {pid} is gone: killed?): the next refresh marks it failed"
+
+
 def cmd_status(args: argparse.Namespace) -> None:
+    """Print the whole plan of a refresh, writing nothing: not to the Dagster instance, not under a
+    ``$RECSYS_HOME`` that does not exist yet."""
     import dagster as dg
 
-    from recsys_assets.refresh import RefreshFailedError, observe_sources, stale_or_missing
+    from recsys_assets.assets.ingest import source_fingerprint
+    from recsys_assets.definitions import build_definitions
+    from recsys_assets.refresh import status
+    from recsys_assets.settings import load_settings
 
-    defs, current = _graph()
-    with dg.DagsterInstance.get() as instance:
-        try:
-            observe_sources(defs, instance, current, show_errors=args.verbose)
-        except RefreshFailedError as exc:
-            raise CliError(str(exc)) from exc
-        todo = stale_or_missing(defs, instance)
-    if not todo:
-        print("up to date: nothing to refresh")
-    for key, why in todo.items():
-        print(f"{key}: {why}")
+    home = recsys_home()
+    settings = load_settings()
+    defs = build_definitions(settings)
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster")
+    # Opening a local instance creates its databases: only open one that has them (or storage configured).
+    config = dagster_home / "dagster.yaml"
+    materialized = home.is_dir() and (
+        (dagster_home / "history").is_dir() or (config.is_file() and config.stat().st_size > 0)
+    )
+    if not materialized:
+        print(f"nothing materialized yet under {home}: a refresh would run every asset")
+        instance_context = dg.DagsterInstance.ephemeral()
+        current = None
+    else:
+        os.environ["DAGSTER_HOME"] = str(dagster_home)  # this process only; nothing is written
+        instance_context = dg.DagsterInstance.get()
+        current = {"plays_source": source_fingerprint(settings, home)}
+    with instance_context as instance:
+        report = status(defs, instance, current)
+    lines = [_run_line(run, True) for run in report.running]
+    lines += [_run_line(run, False) for run in report.dead]
+    lines += [f"note: {note}" for note in report.notes]
+    for number, wave in enumerate(report.waves, start=1):
+        lines += [f"wave {number}: {key} <- {why}" for key, why in wave.items()]
+    count = sum(len(wave) for wave in report.waves)
+    if count:
+        lines.append(f"a refresh would run {count} asset(s) in {len(report.waves)} wave(s) (at most)")
+    else:
+        lines.append("up to date: nothing to refresh")
+    print("\n".join(lines))
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
@@ -239,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("refresh", help="materialize stale and missing assets (nothing when up to date)")
+    p.add_argument(
+        "--force",
+        nargs="+",
+        metavar="ASSET",
+        help="re-materialize these assets even if up to date (then whatever turns stale after them)",
+    )
     p.set_defaults(func=cmd_refresh)
-    p = sub.add_parser("status", help="list the assets a refresh would run, and why")
+    p = sub.add_parser("status", help="the whole plan of a refresh, and why (writes nothing)")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("related", help="artists related to an artist")
     p.add_argument("name")

@@ -5,6 +5,10 @@ with a new data version. So a refresh observes the input, resolves the stale and
 with the same resolver the UI's "Materialize unsynced" uses, runs them, and repeats until nothing
 is stale. An asset whose output did not change returns the same data version and stops the cascade.
 
+Dagster only knows what it recorded, so the planner also checks every stored output against its latest
+materialization (:mod:`recsys_assets.integrity`): a missing, corrupt or disagreeing output (a run
+killed between writing and recording) makes its asset stale too.
+
 Uses Dagster internals (``CachingStaleStatusResolver``, ``AssetGraphView``); dagster is pinned and
 ``tests/test_refresh.py`` covers them.
 """
@@ -16,7 +20,7 @@ import fcntl
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +33,8 @@ from dagster._core.definitions.data_version import (
 )
 from dagster._time import get_current_datetime
 from dagster._utils.error import SerializableErrorInfo
+
+from recsys_assets.integrity import verify_stored_outputs
 
 REFRESH_TAG = "recsys/refresh"
 PID_TAG = "recsys/pid"
@@ -47,6 +53,13 @@ class RefreshInProgressError(RuntimeError):
 
 class RefreshFailedError(RuntimeError):
     """An asset failed during a refresh; earlier waves stay materialized."""
+
+
+class UnknownAssetError(ValueError):
+    """An asset named on the command line is not in the graph."""
+
+
+FORCED = "forced (--force)"
 
 
 @dataclass
@@ -81,9 +94,19 @@ def observable_keys(defs: dg.Definitions) -> list[dg.AssetKey]:
     return sorted(graph.observable_asset_keys, key=lambda k: k.to_user_string())
 
 
-def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, str]:
-    """Asset key -> why it must run ("missing", or its root stale causes), for every asset the UI shows
-    as unsynced or never materialized."""
+def stale_or_missing(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    read_only: bool = False,
+    notes: list[str] | None = None,
+) -> dict[str, str]:
+    """Asset key -> why it must run, for every asset the UI shows as unsynced or never materialized
+    ("never materialized", or its root stale causes), and every asset whose stored output is missing,
+    corrupt or differs from its latest recorded materialization (which the UI cannot see).
+
+    ``read_only``: write nothing (not even the file-hash cache). What could not be checked is appended
+    to ``notes``.
+    """
     resolver = _resolver(defs, instance)
     out: dict[str, str] = {}
     for key in materializable_keys(defs):
@@ -95,7 +118,52 @@ def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict
             out[key.to_user_string()] = (
                 "; ".join(sorted({f"{c.asset_key.to_user_string()}: {c.reason}" for c in causes})) or "stale"
             )
+    checked = [k for k in materializable_keys(defs) if k.to_user_string() not in out]
+    verification = verify_stored_outputs(defs, instance, checked, save_cache=not read_only)
+    out.update(verification.problems)
+    if notes is not None:
+        notes.extend(verification.notes)
     return out
+
+
+def plan_waves(defs: dg.Definitions, stale: Mapping[str, str]) -> list[dict[str, str]]:
+    """Every asset a refresh would run, wave by wave: the ``stale`` ones (with why) and, assuming each
+    asset that runs changes its output, their descendants ("after <parents that run before it>").
+
+    The same wave rule as :func:`ready_to_run`; a descendant whose parents turn out unchanged is skipped
+    by the real refresh, so this is the most a refresh would do.
+    """
+    graph = defs.resolve_asset_graph()
+    materializable = {k.to_user_string() for k in materializable_keys(defs)}
+    todo, done, waves = dict(stale), set(), []
+    while todo:
+        wave = ready_to_run(defs, todo)
+        if not wave:  # cannot happen in a DAG; never loop
+            break
+        waves.append(wave)
+        done |= set(wave)
+        for key in wave:
+            del todo[key]
+        for key in wave:
+            for child in graph.get(dg.AssetKey.from_user_string(key)).child_keys:
+                name = child.to_user_string()
+                if name in done or name not in materializable:
+                    continue
+                if name in todo and not todo[name].startswith("after "):
+                    continue  # stale on its own account: keep that reason
+                parents = sorted(p.to_user_string() for p in graph.get(child).parent_keys)
+                todo[name] = "after " + ", ".join(p for p in parents if p in done)
+    return waves
+
+
+def _validate_forced(defs: dg.Definitions, force: Iterable[str]) -> set[str]:
+    """The forced asset names, checked against the graph (one-line error listing the valid ones)."""
+    forced = set(force)
+    valid = [k.to_user_string() for k in materializable_keys(defs)]
+    unknown = sorted(forced - set(valid))
+    if unknown:
+        raise UnknownAssetError(f"unknown asset(s) {', '.join(unknown)}: choose from {', '.join(valid)}")
+    return forced
 
 
 def ready_to_run(defs: dg.Definitions, stale: dict[str, str]) -> dict[str, str]:
@@ -120,7 +188,8 @@ def ready_to_run(defs: dg.Definitions, stale: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _process_alive(run: dg.DagsterRun) -> bool:
+def process_alive(run: dg.DagsterRun) -> bool:
+    """False only for a run started by ``recsys refresh`` on this host whose process no longer exists."""
     pid, host = run.tags.get(PID_TAG), run.tags.get(HOST_TAG)
     if pid is None or host != socket.gethostname():
         return True  # not ours to judge: trust the recorded status
@@ -133,20 +202,27 @@ def _process_alive(run: dg.DagsterRun) -> bool:
     return True
 
 
+def runs_recorded_in_progress(
+    instance: dg.DagsterInstance, exclude_run_ids: set[str] = frozenset()
+) -> tuple[list[dg.DagsterRun], list[dg.DagsterRun]]:
+    """Runs the instance records as queued or running, split into (alive, dead): dead ones were started
+    by a ``recsys refresh`` on this host whose process no longer exists (killed mid-run). Read-only."""
+    alive, dead = [], []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        if run.run_id not in exclude_run_ids:
+            (alive if process_alive(run) else dead).append(run)
+    return alive, dead
+
+
 def runs_in_progress(
     instance: dg.DagsterInstance, exclude_run_ids: set[str] = frozenset()
 ) -> list[dg.DagsterRun]:
-    """Runs of this instance that are queued or running. A run started by a ``recsys refresh`` whose
-    process has died (killed mid-run) is marked failed instead of blocking every later refresh."""
-    active = []
-    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
-        if run.run_id in exclude_run_ids:
-            continue
-        if not _process_alive(run):
-            instance.report_run_failed(run)
-            continue
-        active.append(run)
-    return active
+    """Runs of this instance that are queued or running. A run whose ``recsys refresh`` process has died
+    (killed mid-run) is marked failed instead of blocking every later refresh."""
+    alive, dead = runs_recorded_in_progress(instance, exclude_run_ids)
+    for run in dead:
+        instance.report_run_failed(run)
+    return alive
 
 
 def latest_observed_version(instance: dg.DagsterInstance, key: dg.AssetKey) -> str | None:
@@ -217,6 +293,37 @@ def _job(defs: dg.Definitions, show_errors: bool) -> dg.JobDefinition:
     return job if show_errors else job.with_logger_defs({"console": progress_console_logger})
 
 
+@dataclass
+class StatusReport:
+    """What a refresh would do now: its waves (asset -> why), the runs recorded in progress whose process
+    is alive (a refresh would refuse to start) or dead (a refresh marks them failed), and notes."""
+
+    waves: list[dict[str, str]]
+    running: list[dg.DagsterRun]
+    dead: list[dg.DagsterRun]
+    notes: list[str]
+
+
+def status(
+    defs: dg.Definitions, instance: dg.DagsterInstance, source_versions: Mapping[str, str] | None = None
+) -> StatusReport:
+    """The whole plan of a refresh, computed without writing anything: the sources' current versions
+    (``source_versions``, as for :func:`observe_sources`) are compared with the recorded observations in
+    memory instead of being observed, no run is marked failed and no cache is written."""
+    notes: list[str] = []
+    stale = stale_or_missing(defs, instance, read_only=True, notes=notes)
+    graph = defs.resolve_asset_graph()
+    for key in observable_keys(defs):
+        name = key.to_user_string()
+        current = (source_versions or {}).get(name)
+        if current is None or current == latest_observed_version(instance, key):
+            continue
+        for child in sorted(graph.get(key).child_keys, key=lambda k: k.to_user_string()):
+            stale.setdefault(child.to_user_string(), f"{name}: the input changed since it was last observed")
+    running, dead = runs_recorded_in_progress(instance)
+    return StatusReport(plan_waves(defs, stale), running, dead, notes)
+
+
 def observe_sources(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -259,18 +366,22 @@ def refresh(
     source_versions: Mapping[str, str] | None = None,
     lock_path: Path | None = None,
     show_errors: bool = False,
+    force: Iterable[str] = (),
 ) -> RefreshResult:
     """Observe the input, then materialize stale and missing assets in waves until none is left.
 
     ``source_versions``: see :func:`observe_sources`. ``lock_path``: a file locked (``flock``) for the
     whole refresh, so two refreshes started at the same moment cannot both pass the in-progress check.
     ``show_errors``: see :func:`observe_sources`.
-    Raises :class:`RefreshInProgressError` (before doing anything) when another run is in progress,
-    and :class:`RefreshFailedError` naming the failed assets when a wave fails.
+    ``force``: asset names to re-materialize whether stale or not (then what turns stale after them).
+    Raises :class:`UnknownAssetError` for a forced name not in the graph, :class:`RefreshInProgressError`
+    (before doing anything) when another run is in progress, and :class:`RefreshFailedError` naming the
+    failed assets when a wave fails.
     """
+    forced = _validate_forced(defs, force)
     with _exclusive(lock_path):
         return _refresh(
-            defs, instance, log, exclude_run_ids, max_waves, log_level, source_versions, show_errors
+            defs, instance, log, exclude_run_ids, max_waves, log_level, source_versions, show_errors, forced
         )
 
 
@@ -300,6 +411,7 @@ def _refresh(
     log_level: str,
     source_versions: Mapping[str, str] | None,
     show_errors: bool,
+    forced: set[str],
 ) -> RefreshResult:
     active = runs_in_progress(instance, exclude_run_ids)
     if active:
@@ -309,8 +421,15 @@ def _refresh(
     job = _job(defs, show_errors)
     tags = {REFRESH_TAG: "wave", PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     result = RefreshResult()
+    notes: list[str] = []
     for wave_number in range(1, max_waves + 1):
-        todo = ready_to_run(defs, stale_or_missing(defs, instance))
+        stale = stale_or_missing(defs, instance, notes=notes)
+        stale |= {key: FORCED for key in forced if key not in stale}
+        todo = ready_to_run(defs, stale)
+        forced -= set(todo)
+        for note in dict.fromkeys(notes):
+            log(f"note: {note}")
+        notes.clear()
         if not todo:
             break
         for key, why in todo.items():

@@ -2,7 +2,11 @@
 
 Artifacts (sparse matrices, factor arrays, splits) are ``.npz`` files written atomically: into a
 temporary file in the same folder, flushed, then ``os.replace``-d over the old one, so a reader or a
-crashed run never sees half a file.
+crashed run never sees half a file. Each carries the content hash of its arrays and is checked against
+it on every load, so a truncated or altered file is reported (and rebuilt), never used.
+
+Warehouse writers record the data version of what they wrote in a ledger table, in the same transaction
+as their tables; ``recsys refresh`` compares ledger and artifacts with what Dagster recorded.
 
 Tables live in the pipeline's DuckDB *warehouse* (one writer process). People and the ``recsys``
 CLI read a separate *catalog* database, ``$RECSYS_HOME/recsys.duckdb``, made only of views over
@@ -16,12 +20,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,22 @@ ARTIFACT_DIR = "artifacts"
 
 class ArtifactError(ValueError):
     """An artifact file is missing, unreadable or of an unexpected kind."""
+
+
+class ArtifactMissingError(ArtifactError):
+    """An artifact file that a recorded materialization wrote is not there."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        super().__init__(f"artifact {path} does not exist: the next `recsys refresh` rebuilds it")
+
+
+class ArtifactCorruptError(ArtifactError):
+    """An artifact file exists but cannot be read, or its content does not match its recorded hash."""
+
+    def __init__(self, path: Path, detail: str):
+        self.path, self.detail = path, detail
+        super().__init__(f"artifact {path} is corrupt ({detail}): the next `recsys refresh` rebuilds it")
 
 
 @contextlib.contextmanager
@@ -56,6 +76,41 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+# Artifact headers name a type by a short registered name, never by module path: moving a class to
+# another module must not make every saved artifact unreadable.
+_ARTIFACT_TYPES: dict[str, type] = {}
+_CSR_TYPE = "csr_matrix"
+ARTIFACT_FORMAT = 2
+
+
+def register_artifact_type(name: str, cls: type | None = None) -> Any:
+    """Let dataclass ``cls`` be stored as an artifact under the type name ``name`` (usable as a class
+    decorator: ``@register_artifact_type("factor_set")``). Registering a name again replaces it."""
+
+    def register(target: type) -> type:
+        if not dataclasses.is_dataclass(target) or name == _CSR_TYPE:
+            raise TypeError(f"cannot register {target!r} as artifact type {name!r}: it must be a dataclass")
+        _ARTIFACT_TYPES[name] = target
+        return target
+
+    return register(cls) if cls is not None else register
+
+
+def _type_name(cls: type) -> str | None:
+    return next((name for name, known in _ARTIFACT_TYPES.items() if known is cls), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredArtifact:
+    """What :func:`save_artifact` wrote: the file, the content hash in its header, its size in bytes,
+    and the external files (path -> content hash) the value refers to."""
+
+    path: Path
+    content_hash: str
+    nbytes: int
+    files: dict[str, str]
+
+
 def _encode(name: str, value: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     if sp.issparse(value):
         csr = sp.csr_matrix(value)
@@ -71,7 +126,7 @@ def _encode(name: str, value: Any, arrays: dict[str, np.ndarray], meta: dict[str
         meta[name] = {"kind": "json", "value": value}
 
 
-def _decode(name: str, info: dict[str, Any], arrays: Any) -> Any:
+def _decode(name: str, info: dict[str, Any], arrays: Mapping[str, np.ndarray]) -> Any:
     if info["kind"] == "csr":
         return sp.csr_matrix(
             (arrays[f"{name}.data"], arrays[f"{name}.indices"], arrays[f"{name}.indptr"]),
@@ -82,45 +137,269 @@ def _decode(name: str, info: dict[str, Any], arrays: Any) -> Any:
     return info["value"]
 
 
-def save_artifact(value: Any, path: str | Path) -> Path:
-    """Write a sparse matrix or a dataclass of arrays / sparse matrices / plain values atomically.
+def _arrays_hash(named: Iterable[tuple[str, np.ndarray]]) -> str:
+    """blake2b-128 of (name, dtype, shape, bytes) of each array, in the order given (sorted by name)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, array in named:
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()
 
-    The file is an ``.npz`` holding the arrays plus a JSON header naming the type, so
-    :func:`load_artifact` rebuilds the same object.
+
+def save_artifact(value: Any, path: str | Path) -> StoredArtifact:
+    """Write a sparse matrix or a registered dataclass of arrays / sparse matrices / plain values
+    atomically, as an uncompressed ``.npz``.
+
+    The file holds the arrays plus a JSON header: format, registered type name, fields, the content
+    hash of the arrays (checked by every load) and, when the value has a ``stored_files()`` method,
+    the external files it refers to with their content hashes (e.g. an ANN index file).
     """
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {}
+    files: dict[str, str] = {}
     if sp.issparse(value):
         _encode("matrix", value, arrays, meta)
-        header = {"type": "scipy.sparse.csr_matrix", "fields": meta}
+        type_name = _CSR_TYPE
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        type_name = _type_name(type(value))
+        if type_name is None:
+            raise ArtifactError(
+                f"cannot store {type(value).__name__} as an artifact: register it with register_artifact_type"
+            )
         for f in dataclasses.fields(value):
             _encode(f.name, getattr(value, f.name), arrays, meta)
-        cls = type(value)
-        header = {"type": f"{cls.__module__}:{cls.__qualname__}", "fields": meta}
+        files = dict(value.stored_files()) if hasattr(value, "stored_files") else {}
     else:
         raise ArtifactError(f"cannot store {type(value).__name__} as an artifact")
+    digest = _arrays_hash(sorted(arrays.items()))
+    header = {
+        "format": ARTIFACT_FORMAT,
+        "type": type_name,
+        "fields": meta,
+        "content_hash": digest,
+        "files": files,
+    }
     arrays["__header__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    return Path(path)
+    return StoredArtifact(Path(path), digest, Path(path).stat().st_size, files)
+
+
+def _open_artifact(path: Path) -> tuple[Any, dict[str, Any]]:
+    """The open ``.npz`` and its header; missing, unreadable or old-format files raise."""
+    if not path.is_file():
+        raise ArtifactMissingError(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # a truncated or garbled zip raises any of several types
+        raise ArtifactCorruptError(path, f"{type(exc).__name__}: {exc}") from exc
+    try:
+        header = json.loads(npz["__header__"].tobytes().decode())
+    except Exception as exc:
+        npz.close()
+        raise ArtifactCorruptError(path, f"unreadable header: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(header, dict) or header.get("format") != ARTIFACT_FORMAT:
+        npz.close()
+        raise ArtifactCorruptError(path, "written by an older version of recsys")
+    return npz, header
+
+
+def _read_verified(path: Path, keep: bool) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Header and (when ``keep``) arrays of an artifact whose arrays match its header's content hash."""
+    npz, header = _open_artifact(path)
+    arrays: dict[str, np.ndarray] = {}
+
+    def members() -> Iterator[tuple[str, np.ndarray]]:
+        for name in sorted(n for n in npz.files if n != "__header__"):
+            array = npz[name]
+            if keep:
+                arrays[name] = array
+            yield name, array
+
+    with npz:
+        try:
+            digest = _arrays_hash(members())
+        except Exception as exc:
+            raise ArtifactCorruptError(path, f"{type(exc).__name__}: {exc}") from exc
+    if digest != header.get("content_hash"):
+        raise ArtifactCorruptError(path, "its arrays do not match the content hash in its header")
+    return header, arrays
 
 
 def load_artifact(path: str | Path) -> Any:
-    """Read an artifact written by :func:`save_artifact`."""
+    """Read an artifact written by :func:`save_artifact`, after checking its content hash.
+
+    Raises :class:`ArtifactMissingError` or :class:`ArtifactCorruptError` (naming the file) instead of
+    returning wrong data; an external file it refers to is checked by whoever opens that file.
+    """
+    path = Path(path)
+    header, arrays = _read_verified(path, keep=True)
+    try:
+        fields = {name: _decode(name, info, arrays) for name, info in header["fields"].items()}
+    except Exception as exc:
+        raise ArtifactCorruptError(path, f"{type(exc).__name__}: {exc}") from exc
+    if header["type"] == _CSR_TYPE:
+        return fields["matrix"]
+    cls = _ARTIFACT_TYPES.get(header["type"])
+    if cls is None:
+        raise ArtifactCorruptError(path, f"unknown artifact type {header['type']!r}")
+    return cls(**fields)
+
+
+def bytes_hash(data: bytes) -> str:
+    """blake2b-128 (hex) of ``data``: the :func:`file_hash` of a file holding exactly these bytes."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    """blake2b-128 (hex) of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FileHashCache:
+    """Content hashes of files, remembered per (size, mtime_ns, ctime_ns, inode), so verifying an
+    unchanged ~1 GB artifact folder costs a ``stat`` per file instead of reading it.
+
+    Any write to a file changes its ctime (which no user call can set back), and a replaced file has a
+    new inode. An entry is not remembered while the file's mtime is within ``RACY_SECONDS`` of now: a
+    write in the same clock tick could otherwise leave every stamp unchanged (git's "racy" rule).
+    ``path=None`` keeps nothing; ``writable=False`` reads the cache but never writes it.
+    """
+
+    RACY_SECONDS = 2.0
+
+    def __init__(self, path: Path | None, writable: bool = True):
+        self.path, self.writable = path, writable
+        self._entries: dict[str, Any] = {}
+        self._dirty = False
+        if path is not None:
+            try:
+                loaded = json.loads(path.read_text())
+                self._entries = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._entries = {}
+
+    def get(self, file: Path, kind: str, compute: Callable[[Path], str]) -> str:
+        """``compute(file)``, or the value remembered for this file, ``kind`` and stamp."""
+        st = file.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+        key = f"{kind}:{file.resolve()}"
+        entry = self._entries.get(key)
+        if entry is not None and entry.get("stamp") == stamp:
+            return entry["hash"]
+        value = compute(file)
+        if time.time() - st.st_mtime > self.RACY_SECONDS:
+            self._entries[key] = {"stamp": stamp, "hash": value}
+            self._dirty = True
+        return value
+
+    def save(self) -> None:
+        """Write the cache (atomically) if it is writable and changed."""
+        if self.path is None or not self.writable or not self._dirty:
+            return
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self._entries))
+        self._dirty = False
+
+
+def verify_artifact(path: str | Path, cache: FileHashCache | None = None) -> dict[str, Any]:
+    """The header of a sound artifact: its arrays are hashed (or their hash is known from ``cache`` for an
+    unchanged file) and compared with the header's content hash. Raises like :func:`load_artifact`."""
+    path = Path(path)
+    npz, header = _open_artifact(path)
+    npz.close()
+    if cache is None:
+        return _read_verified(path, keep=False)[0]
+    verified = cache.get(path, "npz", lambda p: _read_verified(p, keep=False)[0]["content_hash"])
+    if verified != header.get("content_hash"):
+        raise ArtifactCorruptError(path, "its arrays do not match the content hash in its header")
+    return header
+
+
+def verify_file(path: str | Path, expected: str, cache: FileHashCache | None = None) -> None:
+    """Raise unless ``path`` exists and its :func:`file_hash` is ``expected`` (the hash recorded when it
+    was written). Call before handing a file to a library that trusts it (a C++ index loader aborts the
+    process on some garbage)."""
     path = Path(path)
     if not path.is_file():
-        raise ArtifactError(f"artifact {path} does not exist: materialize the asset that writes it")
-    with np.load(path, allow_pickle=False) as arrays:
-        header = json.loads(arrays["__header__"].tobytes().decode())
-        fields = {name: _decode(name, info, arrays) for name, info in header["fields"].items()}
-    if header["type"] == "scipy.sparse.csr_matrix":
-        return fields["matrix"]
-    module, _, qualname = header["type"].partition(":")
-    cls: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    return cls(**fields)
+        raise ArtifactMissingError(path)
+    actual = cache.get(path, "file", file_hash) if cache is not None else file_hash(path)
+    if actual != expected:
+        raise ArtifactCorruptError(path, "its content differs from the hash recorded when it was written")
+
+
+# The warehouse side: every asset that writes warehouse tables records the data version of what it
+# wrote in LEDGER_TABLE, in the same transaction as the tables (or marked in progress first where the
+# writer owns its transaction). A write committed by a run killed before Dagster recorded it then
+# shows as a mismatch with the recorded data version.
+LEDGER_TABLE = "_asset_versions"
+WRITE_IN_PROGRESS = None
+
+
+def record_version(
+    conn: duckdb.DuckDBPyConnection, asset: str, version: str | None, files: Mapping[str, str] | None = None
+) -> None:
+    """Record that ``asset``'s warehouse tables now hold data version ``version`` (None: a write is in
+    progress); ``files`` maps artifact names (relative to ``$RECSYS_HOME/artifacts``) the asset wrote with
+    it to their :func:`file_hash`. Call inside the transaction that writes the tables."""
+    conn.execute(
+        f"INSERT OR REPLACE INTO {LEDGER_TABLE} VALUES (?, ?, ?, now())",
+        [asset, version, json.dumps(dict(files or {}), sort_keys=True)],
+    )
+
+
+@contextlib.contextmanager
+def recording_version(conn: duckdb.DuckDBPyConnection, asset: str) -> Iterator[Callable[[str], None]]:
+    """For a writer that commits its own transaction (the loaders): mark ``asset``'s write in progress,
+    yield ``done(version)`` to call once the tables are written. A kill in between leaves the mark
+    (the asset is then re-run); an exception restores the previous row (the writer rolled back)."""
+    previous = conn.execute(
+        f"SELECT data_version, files FROM {LEDGER_TABLE} WHERE asset = ?", [asset]
+    ).fetchall()
+    record_version(conn, asset, WRITE_IN_PROGRESS)
+    try:
+        yield lambda version: record_version(conn, asset, version)
+    except BaseException:
+        if previous:
+            record_version(conn, asset, previous[0][0], json.loads(previous[0][1]))
+        else:
+            conn.execute(f"DELETE FROM {LEDGER_TABLE} WHERE asset = ?", [asset])
+        raise
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the version ledger: the data version of an asset's warehouse write (None while a write
+    is in progress) and the artifact files written with it (name -> file hash)."""
+
+    data_version: str | None
+    files: dict[str, str]
+
+
+class WarehouseUnavailableError(RuntimeError):
+    """The warehouse cannot be opened read-only (another process is writing it)."""
+
+
+def read_ledger(database: Path) -> dict[str, LedgerEntry]:
+    """The version ledger of the warehouse at ``database`` (empty when there is none yet), read
+    through a read-only connection."""
+    if not database.is_file():
+        return {}
+    try:
+        conn = duckdb.connect(str(database), read_only=True)
+    except duckdb.Error as exc:
+        raise WarehouseUnavailableError(f"cannot read {database}: {exc}") from exc
+    try:
+        rows = conn.execute(f"SELECT asset, data_version, files FROM {LEDGER_TABLE}").fetchall()
+    except duckdb.CatalogException:
+        return {}  # a warehouse written before the ledger existed
+    finally:
+        conn.close()
+    return {asset: LedgerEntry(version, json.loads(files or "{}")) for asset, version, files in rows}
 
 
 class Catalog:

@@ -59,3 +59,13 @@ CREATE TABLE IF NOT EXISTS evaluation (
     k INTEGER,
     value DOUBLE NOT NULL
 );
+
+-- Internal: the data version of each asset's latest warehouse write (NULL while a write is in progress)
+-- and the artifact files written with it (JSON: name -> content hash). Written in the same transaction as
+-- the asset's tables, so `recsys refresh` can tell a write whose run was killed before Dagster recorded it.
+CREATE TABLE IF NOT EXISTS _asset_versions (
+    asset VARCHAR PRIMARY KEY,
+    data_version VARCHAR,
+    files VARCHAR NOT NULL,
+    written_at TIMESTAMP NOT NULL
+);

@@ -63,20 +63,28 @@ def test_code_version_combines_code_and_settings():
     assert a != code_version("x-1", {"k1": 2.0}) and a != code_version("x-2", {"k1": 1.0})
 
 
-def test_non_finite_factors_fail_the_check_and_are_never_published():
+def test_non_finite_factors_fail_the_asset_with_counts_and_nothing_is_written(tmp_path):
+    """The asset is the guard (a check would run after the materialization was recorded): a fit with
+    NaN or infinite factors fails with the counts, and the tables keep the previous fit."""
     import pytest
+    from dagster_duckdb import DuckDBResource
 
-    from recsys_assets.assets.factors import NonFiniteFactorsError, ensure_finite, finite_check
+    from recsys_assets.assets.factors import NonFiniteFactorsError, factor_output
     from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.storage import LEDGER_TABLE
 
+    warehouse = DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))
     good = FactorSet("als", np.ones((3, 2), np.float32), np.ones((4, 2), np.float32), "fp")
-    assert finite_check(good).passed
-    ensure_finite(good)
+    recorded = factor_output(good, warehouse).data_version.value
     bad_items = good.item_factors.copy()
     bad_items[1, 0], bad_items[2, 1] = np.nan, np.inf
-    bad = FactorSet("als", good.user_factors, bad_items, "fp")
-    result = finite_check(bad)
-    assert not result.passed
-    assert result.metadata["item_factors"].value == 2 and result.metadata["user_factors"].value == 0
-    with pytest.raises(NonFiniteFactorsError, match="nothing was published"):
-        ensure_finite(bad)
+    bad = FactorSet("als", good.user_factors * 2, bad_items, "fp2")
+    with pytest.raises(
+        NonFiniteFactorsError, match=r"2 of 8 item_factors are NaN or infinite\): nothing was written"
+    ):
+        factor_output(bad, warehouse)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as conn:
+        assert conn.execute("SELECT DISTINCT settings_fingerprint FROM user_factors").fetchall() == [("fp",)]
+        assert conn.execute("SELECT count(*) FROM artist_factors").fetchone()[0] == 4
+        ledger = conn.execute(f"SELECT asset, data_version FROM {LEDGER_TABLE}").fetchall()
+    assert ledger == [("als_factors", recorded)]

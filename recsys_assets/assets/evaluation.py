@@ -17,7 +17,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.split import Split, per_user_holdout, random_split
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import Settings, check_evaluation_k, check_lsa_factors, fingerprint
-from recsys_assets.storage import atomic_path
+from recsys_assets.storage import atomic_path, bytes_hash, record_version
 
 REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
 # Metrics of the top-k lists; AUC and MPR rank every non-train item, so they carry no k.
@@ -188,17 +188,23 @@ def build_evaluation_assets(settings: Settings) -> list:
             ]
             table = pd.DataFrame(table_rows).assign(run_at=run_at)
             table["k"] = table["k"].astype("Int64")  # NULL where a metric has no cut-off
+            losses = {"als": eval_als_factors.loss}
+            extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
+            html = report.html_report(
+                "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
+            ).encode()
+            # The rows and the report's hash (the data version) commit together; the report file follows,
+            # so a kill in between leaves a file that differs from the ledger and the asset re-runs.
+            version = bytes_hash(html)
             conn.register("evaluation_rows", table)
+            conn.execute("BEGIN TRANSACTION")
             conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
+            record_version(conn, "evaluation_report", version, {"evaluation_report.html": version})
+            conn.execute("COMMIT")
             conn.unregister("evaluation_rows")
-        losses = {"als": eval_als_factors.loss}
-        extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
-        html = report.html_report(
-            "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
-        )
         html_path = store.artifact_path("evaluation_report.html")
         with atomic_path(html_path) as tmp:
-            tmp.write_text(html)
+            tmp.write_bytes(html)
         chart = base64.b64encode(report.metrics_chart_png(rows)).decode()
         loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
         metadata = {
@@ -214,6 +220,6 @@ def build_evaluation_assets(settings: Settings) -> list:
         if tag_rows:
             metadata["related_tag_similarity"] = markdown_table(tag_rows)
         context.log.info(f"evaluation written to {html_path}")
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
 
     return [train_test_split, eval_als_factors, eval_lsa_factors, evaluation_report]

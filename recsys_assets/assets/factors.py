@@ -15,13 +15,14 @@ from recsys_assets.core.lsa import fit_lsa
 from recsys_assets.core.report import loss_curve_png
 from recsys_assets.resources import warehouse_connection
 from recsys_assets.settings import AlsSettings, LsaSettings, Settings, check_lsa_factors, fingerprint
+from recsys_assets.storage import record_version
 
 FACTOR_TABLES = ("artist_factors", "user_factors")
 MODELS = ("als", "lsa")
 
 
 class NonFiniteFactorsError(ArithmeticError):
-    """A fit produced NaN or infinite factors; nothing was published."""
+    """A fit produced NaN or infinite factors; nothing was written or published."""
 
 
 def fit_als_factors(
@@ -77,22 +78,24 @@ def fit_lsa_factors(
 
 
 def ensure_finite(factors: FactorSet) -> None:
-    """Raise :class:`NonFiniteFactorsError` when any factor is NaN or infinite."""
-    bad = {name: n for name, n in factors.non_finite_counts().items() if n}
-    if bad:
+    """Raise :class:`NonFiniteFactorsError`, with the count per matrix, when any factor is NaN or infinite.
+
+    This is the guard, not an asset check: Dagster records a materialization (and its stored output)
+    before a check runs, so a check could only report non-finite factors that were already written.
+    """
+    counts = factors.non_finite_counts()
+    if any(counts.values()):
+        shapes = {"user_factors": factors.user_factors.shape, "item_factors": factors.item_factors.shape}
+        detail = ", ".join(f"{n:,} of {np.prod(shapes[name]):,} {name}" for name, n in counts.items() if n)
         raise NonFiniteFactorsError(
-            f"{factors.model} produced non-finite factors {bad}: nothing was published"
+            f"{factors.model} produced non-finite factors ({detail} are NaN or infinite): nothing was "
+            "written or published; check the model settings (e.g. regularization, alpha)"
         )
 
 
-def finite_check(factors: FactorSet) -> dg.AssetCheckResult:
-    """Asset check result: passes when every factor is finite; counts the bad values otherwise."""
-    counts = factors.non_finite_counts()
-    return dg.AssetCheckResult(passed=not any(counts.values()), metadata=counts)
-
-
-def write_factor_tables(conn, factors: FactorSet) -> None:
-    """Replace this model's rows of ``artist_factors`` / ``user_factors`` in one transaction."""
+def write_factor_tables(conn, factors: FactorSet, version: str) -> None:
+    """Replace this model's rows of ``artist_factors`` / ``user_factors`` and record ``version`` (the
+    asset's data version) in the version ledger, in one transaction."""
     frames = {
         "artist_factors": ("artist_id", factors.item_factors),
         "user_factors": ("user_id", factors.user_factors),
@@ -110,6 +113,7 @@ def write_factor_tables(conn, factors: FactorSet) -> None:
             [factors.model, factors.settings_fingerprint],
         )
         conn.unregister("factor_frame")
+    record_version(conn, f"{factors.model}_factors", version)
     conn.execute("COMMIT")
 
 
@@ -142,15 +146,13 @@ def factor_metadata(factors: FactorSet) -> dict:
 
 def factor_output(factors: FactorSet, warehouse: DuckDBResource) -> dg.Output:
     """Validate a fitted factor set, write its DuckDB tables, and wrap it as the asset's output with a
-    content-hash data version (validation first: non-finite factors never reach the tables)."""
+    content-hash data version (validation first: non-finite factors never reach the tables). The tables
+    carry that version in the ledger, so a run killed before its output is recorded is detected."""
     ensure_finite(factors)
+    version = data_version(factors.user_factors, factors.item_factors)
     with warehouse_connection(warehouse) as conn:
-        write_factor_tables(conn, factors)
-    return dg.Output(
-        factors,
-        data_version=data_version(factors.user_factors, factors.item_factors),
-        metadata=factor_metadata(factors),
-    )
+        write_factor_tables(conn, factors, version.value)
+    return dg.Output(factors, data_version=version, metadata=factor_metadata(factors))
 
 
 def build_factor_assets(settings: Settings) -> list:
@@ -185,12 +187,4 @@ def build_factor_assets(settings: Settings) -> list:
         check_lsa_factors(settings, weighted_matrix.shape)
         return factor_output(fit_lsa_factors(weighted_matrix, lsa, threads, provenance=provenance), warehouse)
 
-    @dg.asset_check(asset=als_factors, blocking=True, description="No NaN or infinite ALS factor.")
-    def als_factors_are_finite(als_factors: FactorSet) -> dg.AssetCheckResult:
-        return finite_check(als_factors)
-
-    @dg.asset_check(asset=lsa_factors, blocking=True, description="No NaN or infinite LSA factor.")
-    def lsa_factors_are_finite(lsa_factors: FactorSet) -> dg.AssetCheckResult:
-        return finite_check(lsa_factors)
-
-    return [als_factors, lsa_factors, als_factors_are_finite, lsa_factors_are_finite]
+    return [als_factors, lsa_factors]

@@ -12,7 +12,7 @@ from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import Settings, fingerprint
 from recsys_assets.sql import SQL_DIR
-from recsys_assets.storage import content_hash
+from recsys_assets.storage import content_hash, recording_version
 
 RAW_TABLES = ("users", "artists", "plays", "rejects", "load_log")
 HETREC_TABLES = ("tags", "artist_tags")
@@ -79,8 +79,11 @@ def build_ingest_assets(settings: Settings) -> list:
     )
     def raw_plays(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse_connection(warehouse) as conn:
-            report = load_configured_source(conn, settings)
-            version = table_version(conn, "plays")
+            # The loaders commit their own transaction: the ledger marks the load in progress around it.
+            with recording_version(conn, "raw_plays") as done:
+                report = load_configured_source(conn, settings)
+                version = table_version(conn, "plays")
+                done(version.value)
             reasons = conn.execute(
                 "SELECT reason, count(*) AS lines FROM rejects GROUP BY reason ORDER BY lines DESC LIMIT 20"
             ).fetchall()

@@ -1,7 +1,6 @@
 """Answers: ANN indexes per factor set, related artists, recommendations and alias candidates."""
 
 import dataclasses
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +25,16 @@ from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import AliasSettings, AnnSettings, RelatedSettings, Settings
+from recsys_assets.storage import file_hash, record_version, register_artifact_type, verify_file
 
 MODELS = ("als", "lsa")
 
 
+@register_artifact_type("ann_index_ref")
 @dataclass
 class IndexRef:
-    """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``)."""
+    """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``).
+    ``file_hash`` is the index file's :func:`~recsys_assets.storage.file_hash`, checked before it is opened."""
 
     model: str
     backend: str
@@ -42,13 +44,9 @@ class IndexRef:
     dim: int
     file_hash: str
 
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    def stored_files(self) -> dict[str, str]:
+        """The index file with its content hash, recorded in the artifact header for the planner."""
+        return {self.path: self.file_hash}
 
 
 def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: int) -> IndexRef:
@@ -71,7 +69,7 @@ def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: i
         build_params=params,
         n_items=int(factors.item_factors.shape[0]),
         dim=int(factors.item_factors.shape[1]),
-        file_hash=_file_hash(path),
+        file_hash=file_hash(path),
     )
 
 
@@ -85,8 +83,11 @@ def related_method(related: RelatedSettings, n_artists: int) -> str:
 def open_index(ref: IndexRef, ann: AnnSettings, k: int) -> AnnIndex:
     """Load a built index with the configured query parameters, widened for ``k`` neighbours.
 
-    Query parameters are not part of the index file, so changing them re-runs only the readers.
+    Query parameters are not part of the index file, so changing them re-runs only the readers. The file
+    is checked against the hash recorded at build time first: the index libraries trust their input (an
+    overwritten file is served silently, random bytes abort the process).
     """
+    verify_file(ref.path, ref.file_hash)
     index = load_index(Path(ref.path))
     if isinstance(index, AnnoyCosineIndex):
         # search_k is tuned for 10 neighbours; Annoy's own default scales it with k.
@@ -132,14 +133,18 @@ def top_n_frame(
     )
 
 
-def replace_table(conn, table: str, frame: pd.DataFrame) -> None:
-    """Replace every row of ``table`` with ``frame`` in one transaction."""
+def replace_table(conn, table: str, frame: pd.DataFrame) -> dg.DataVersion:
+    """Replace every row of ``table`` (written by the asset of the same name) with ``frame`` and record
+    its data version (:func:`table_version`, returned) in the version ledger, in one transaction."""
     conn.register("replacement_frame", frame)
     conn.execute("BEGIN TRANSACTION")
     conn.execute(f"DELETE FROM {table}")
     conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM replacement_frame")
+    version = table_version(conn, table)
+    record_version(conn, table, version.value)
     conn.execute("COMMIT")
     conn.unregister("replacement_frame")
+    return version
 
 
 def related_preview(
