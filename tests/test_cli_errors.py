@@ -8,6 +8,7 @@ cause, and neither Python's nor Dagster's traceback ("Traceback", "Stack Trace")
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import textwrap
 import zipfile
@@ -174,15 +175,25 @@ def test_verbose_keeps_the_tracebacks_and_still_ends_with_the_cause(cli_env, mon
 @pytest.mark.parametrize("command", ["status", "refresh"])
 def test_a_full_instance_database_is_one_line(cli_env, monkeypatch, capsys, command):
     """The Dagster instance's SQLite refuses writes (a full disk): one line naming the instance."""
+    import dagster as dg
     import sqlalchemy.exc
     from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+    from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
     def disk_full(self, *args, **kwargs):
         raise sqlalchemy.exc.OperationalError(
             "INSERT INTO event_logs ...", {}, sqlite3.OperationalError("database or disk is full")
         )
 
-    monkeypatch.setattr(SqliteEventLogStorage, "store_event", disk_full)
+    if command == "status":
+        # status only reads an instance that exists (it writes nothing): make one, then fail its reads.
+        for var in ("RECSYS_HOME", "DAGSTER_HOME"):
+            Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+        with dg.DagsterInstance.get():
+            pass
+        monkeypatch.setattr(SqliteRunStorage, "get_runs", disk_full)
+    else:
+        monkeypatch.setattr(SqliteEventLogStorage, "store_event", disk_full)
     assert main([command]) == 1
     last = _last_line(capsys)
     assert last.startswith("recsys: the Dagster instance's storage under ")
@@ -205,9 +216,9 @@ def test_any_unexpected_error_is_one_line_and_verbose_shows_its_traceback(cli_en
         raise RuntimeError("something broke\nwhile doing this")
 
     monkeypatch.setattr(cli, "_graph", boom)
-    assert main(["status"]) == 1
+    assert main(["refresh"]) == 1
     assert _last_line(capsys) == "recsys: RuntimeError: something broke while doing this"
-    assert main(["--verbose", "status"]) == 1
+    assert main(["--verbose", "refresh"]) == 1
     err = capsys.readouterr().err
     assert (
         "Traceback" in err
