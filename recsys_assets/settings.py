@@ -117,6 +117,14 @@ class AnnSettings:
     ef_construction: int = 100
     ef_search: int = 50
     seed: int = 0
+    # Calibration (when related artists use the index): after building, search_k / ef_search start at
+    # the values above and double until recall@10 on `calibration_sample` seeded artists reaches
+    # [related] min_recall_at_10 + recall_margin; the index's answers then use that value. When querying
+    # every artist at the next doubling would cost more than `query_budget_s` (0 = the estimated time of
+    # exact top-k for every artist, measured on the same sample), exact top-k answers instead.
+    recall_margin: float = 0.01
+    calibration_sample: int = 1000
+    query_budget_s: float = 0.0
 
     def build_params(self) -> dict[str, Any]:
         """The parameters that change the index file (query parameters excluded)."""
@@ -130,10 +138,14 @@ class AnnSettings:
         }
 
     def query_params(self) -> dict[str, Any]:
-        """The parameters that change answers of a built index."""
-        if self.backend == "annoy":
-            return {"search_k": self.search_k}
-        return {"ef_search": self.ef_search}
+        """The parameters that choose the query setting of a built index (the starting search effort and
+        the calibration rule)."""
+        start = {"search_k": self.search_k} if self.backend == "annoy" else {"ef_search": self.ef_search}
+        return start | {
+            "recall_margin": self.recall_margin,
+            "calibration_sample": self.calibration_sample,
+            "query_budget_s": self.query_budget_s,
+        }
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,29 @@ class RuntimeSettings:
     # 0 = all cores numba may use.
     threads: int = 0
     duckdb_memory_limit: str = "4GB"
+    # Working memory that blocked steps (artist_aliases) size their blocks from, e.g. "4GB", "512MB".
+    memory_budget: str = "4GB"
+
+    def memory_budget_bytes(self) -> int:
+        """``memory_budget`` in bytes (units KB/MB/GB/TB are powers of 1024, as DuckDB reads them)."""
+        return parse_bytes(self.memory_budget)
+
+
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 2**10, "KIB": 2**10, "MB": 2**20, "MIB": 2**20, "GB": 2**30, "GIB": 2**30}
+_BYTE_UNITS |= {"TB": 2**40, "TIB": 2**40}
+
+
+def parse_bytes(text: str) -> int:
+    """A size such as ``"4GB"``, ``"512 MB"`` or ``"1073741824"`` in bytes; ValueError if malformed."""
+    number = text.strip().upper().rstrip("BIKMGT ")
+    unit = text.strip().upper()[len(number) :].replace(" ", "")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _BYTE_UNITS or value <= 0:
+        raise ValueError(f"{text!r} is not a size like '4GB' or '512MB'")
+    return int(value * _BYTE_UNITS[unit])
 
 
 @dataclass(frozen=True)
@@ -278,6 +313,7 @@ def _validate(settings: Settings, where: str) -> None:
         ("ann", "hnsw_m"),
         ("ann", "ef_construction"),
         ("ann", "ef_search"),
+        ("ann", "calibration_sample"),
         ("related", "n"),
         ("related", "recall_sample"),
         ("related", "exact_max_artists"),
@@ -318,10 +354,16 @@ def _validate(settings: Settings, where: str) -> None:
         raise SettingsError(
             f"{where}: [schedule] cron = {settings.schedule.cron!r} needs 5 fields, e.g. '0 3 * * *'"
         )
+    if not 0.0 <= settings.ann.recall_margin < 1.0 or settings.ann.query_budget_s < 0:
+        raise SettingsError(f"{where}: [ann] needs 0 <= recall_margin < 1 and query_budget_s >= 0")
     if settings.ann.search_k == 0 or settings.ann.search_k < -1:
         raise SettingsError(f"{where}: [ann] search_k must be -1 (Annoy's default) or > 0")
     if settings.weighting.confidence_alpha <= 0 or settings.weighting.confidence_epsilon <= 0:
         raise SettingsError(f"{where}: [weighting] confidence_alpha and confidence_epsilon must be > 0")
+    try:
+        settings.runtime.memory_budget_bytes()
+    except ValueError as exc:
+        raise SettingsError(f"{where}: [runtime] memory_budget: {exc}") from exc
     if settings.synthetic.n_alias_pairs < 0:
         raise SettingsError(f"{where}: [synthetic] n_alias_pairs must be >= 0")
     if settings.aliases.min_score < 0:
