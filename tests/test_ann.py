@@ -188,3 +188,15 @@ def test_calibration_bad_arguments(structureless):
         calibrate_query(index, structureless[:10], 10, 0.9)
     with pytest.raises(ValueError, match="target"):
         calibrate_query(index, structureless, 10, 1.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calibration_lowers_an_effort_that_is_more_than_needed(clusters, backend):
+    vectors, _ = clusters
+    index = build_index(vectors, backend, n_trees=10, search_k=200_000, ef_search=1000, threads=1)
+    cal = calibrate_query(index, vectors, 10, 0.95, sample=300, budget_s=1e9, threads=2)
+    least, _ = index.effort_bounds(10)
+    assert cal.method == "ann" and cal.recall >= 0.95
+    assert cal.effort < cal.trials[0]["effort"]
+    # Minimal as far as the search can tell: the least effort, or one below it was tried and failed.
+    assert cal.effort == least or any(t["effort"] < cal.effort and t["recall"] < 0.95 for t in cal.trials)

@@ -590,10 +590,10 @@ def calibrate_query(
     ``vectors`` (n_items, dim) are the vectors the index was built from. The recall is measured on
     ``sample`` seeded random items with a non-zero vector (exact answers by
     :func:`~recsys_assets.core.topk.cosine_topk`), querying each item's neighbours as
-    :meth:`AnnIndex.neighbours_of_items` does. Rule: start at the least useful effort for ``k`` (or the
-    index's current effort, if higher) and double it until the sample's recall reaches ``target``; then
-    try the geometric midpoint between the last failing and the first passing effort once, and keep the
-    smaller effort that passes. The search gives up (method ``"exact"``, effort left at the best tried)
+    :meth:`AnnIndex.neighbours_of_items` does. Rule: start at the index's current effort (at least the
+    least useful one for ``k``); double it until the sample's recall reaches ``target`` or, when it
+    already does, halve it until it no longer does; then try the geometric midpoint between the failing
+    and the passing effort once, and keep the least effort that passed. The search gives up (method ``"exact"``, effort left at the best tried)
     when the next doubling would make querying every item cost more than ``budget_s`` (estimated from the
     sample's query time; default: the estimated time of exact top-k for every item, measured on the same
     sample, so the index is never used where exact answers would be cheaper) or when the effort already
@@ -648,22 +648,33 @@ def calibrate_query(
             trials=tuple(trials),
         )
 
+    # Doubling (or halving, when the starting effort already passes) brackets the least passing effort
+    # between a failing and a passing one; one geometric midpoint then narrows it.
     effort = min(max(least, index.query_effort), most)
     failing = None
-    while True:
-        recall, query_all_s = trial(effort)
-        if recall >= target:
-            break
-        failing = effort
-        if effort >= most or 2 * query_all_s > budget:
-            best = max(trials, key=lambda r: r["recall"])
-            return result("exact", int(best["effort"]), float(best["recall"]))
-        effort = min(2 * effort, most)
-    passing, passing_recall = effort, recall
+    recall, query_all_s = trial(effort)
+    if recall >= target:
+        passing = (effort, recall)
+        while effort > least:
+            effort = max(least, effort // 2)
+            recall, _ = trial(effort)
+            if recall < target:
+                failing = effort
+                break
+            passing = (effort, recall)
+    else:
+        while recall < target:
+            failing = effort
+            if effort >= most or 2 * query_all_s > budget:
+                best = max(trials, key=lambda r: r["recall"])
+                return result("exact", int(best["effort"]), float(best["recall"]))
+            effort = min(2 * effort, most)
+            recall, query_all_s = trial(effort)
+        passing = (effort, recall)
     if failing is not None:
-        middle = int(round(math.sqrt(failing * passing)))
-        if failing < middle < passing:
+        middle = int(round(math.sqrt(failing * passing[0])))
+        if failing < middle < passing[0]:
             middle_recall, _ = trial(middle)
             if middle_recall >= target:
-                passing, passing_recall = middle, middle_recall
-    return result("ann", passing, passing_recall)
+                passing = (middle, middle_recall)
+    return result("ann", *passing)
