@@ -104,11 +104,11 @@ class LsaSettings:
 class AnnSettings:
     """Approximate nearest-neighbour index over each factor set."""
 
-    # bench/related.py, 300K artists x 64 ALS factors, 2 cores (README "Performance"): Annoy with 20
-    # trees and search_k=1000 built in 4.6 s and answered every artist in 20.6 s at recall@10 0.98; HNSW
-    # (M=32, efC=100, ef=50) took 13.5 + 8.5 s at 0.99. Both meet the 60 s / 0.95 target; Annoy is the
-    # default because the design names it and its index is memory-mapped by readers.
-    backend: Literal["annoy", "hnsw"] = "annoy"
+    # bench/related.py on the product's own factors (360K x 300K synthetic, default ALS 32 / LSA 64
+    # factors), 2 cores, query effort calibrated to recall@10 0.96 (README "Performance"): for ALS, Annoy
+    # (20 trees) needed search_k 2828 and took 9 + 4 + 326 s (build, calibration, top-20 for every
+    # artist), HNSW (M=32, efC=100) needed ef 21 and took 115 + 4 + 32 s. HNSW is the default.
+    backend: Literal["annoy", "hnsw"] = "hnsw"
     # Annoy build and query parameters (search_k: nodes inspected per query, -1 = Annoy's default).
     n_trees: int = 20
     search_k: int = 1000

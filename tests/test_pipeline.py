@@ -104,7 +104,8 @@ def test_checks_passed_and_recall_reported(materialized):
         if index_meta["query_method"] == "ann":
             target = settings.related.min_recall_at_10 + settings.ann.recall_margin
             assert index_meta["calibration_recall"] >= target
-            assert meta[f"search_k_{model}"] == index_meta["search_k"]
+            effort = "search_k" if settings.ann.backend == "annoy" else "ef_search"
+            assert meta[f"{effort}_{model}"] == index_meta[effort]
 
 
 def test_evaluation_report(materialized):

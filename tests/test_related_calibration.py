@@ -67,6 +67,7 @@ def test_exact_fallback_is_recorded_and_used(tmp_path, hard_factors):
 
 def test_no_calibration_when_related_artists_are_exact(tmp_path, hard_factors):
     related = RelatedSettings(method="exact")
-    ref = build_ann_index(hard_factors, AnnSettings(), tmp_path / "index.ann", threads=2, related=related)
-    assert ref.calibration is None and ref.query_params == {"search_k": AnnSettings().search_k}
+    ann = AnnSettings(backend="annoy")
+    ref = build_ann_index(hard_factors, ann, tmp_path / "index.ann", threads=2, related=related)
+    assert ref.calibration is None and ref.query_params == {"search_k": ann.search_k}
     assert answer_method(ref, related) == "exact"
