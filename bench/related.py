@@ -52,6 +52,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default="annoy,hnsw", help="comma-separated: annoy, hnsw")
     parser.add_argument("--models", default="als,lsa", help="comma-separated: als, lsa")
+    parser.add_argument("--hnsw-m", type=int, default=None, help="[ann] hnsw_m (default: the setting's)")
+    parser.add_argument("--ef-construction", type=int, default=None, help="[ann] ef_construction")
+    parser.add_argument("--n-trees", type=int, default=None, help="[ann] n_trees")
     parser.add_argument("--exact-all", action="store_true", help="also time exact top-n for every artist")
     args = parser.parse_args()
     threads = args.threads
@@ -72,6 +75,13 @@ def main() -> None:
             factors = FactorSet(model, np.zeros((1, vectors.shape[1]), np.float32), vectors, "bench")
             for backend in args.backends.split(","):
                 ann = dataclasses.replace(settings.ann, backend=backend)
+                for field, value in (
+                    ("hnsw_m", args.hnsw_m),
+                    ("ef_construction", args.ef_construction),
+                    ("n_trees", args.n_trees),
+                ):
+                    if value is not None:
+                        ann = dataclasses.replace(ann, **{field: value})
                 t = time.perf_counter()
                 ref = build_ann_index(factors, ann, Path(tmp) / f"{model}.{backend}", threads, related)
                 index_s = time.perf_counter() - t
@@ -81,6 +91,7 @@ def main() -> None:
                 frame, recall, method = related_lists(ref, factors, related, ann.seed, threads)
                 related_s = time.perf_counter() - t
                 row = {
+                    "build_params": ref.build_params,
                     "build_s": index_s - calibration_s,
                     "calibration_s": calibration_s,
                     "index_asset_s": index_s,
