@@ -106,7 +106,7 @@ def main() -> None:
                 "rss_before_gib": rss_before / 2**20,
                 "step_extra_gib": (peak - rss_before) / 2**20,
                 "rows": len(table),
-                "search_effort": index.query_effort,
+                "search_effort": getattr(index, "query_effort", getattr(index, "search_k", None)),
             }
             print(
                 f"{model}: {seconds:.1f} s, peak RSS {peak / 2**20:.2f} GiB "

@@ -20,7 +20,9 @@ Method, for item factors ``Y`` and a binary users x items listening matrix:
 Pairs are kept when factor similarity ``>= min_factor_similarity``, Jaccard ``<= max_listener_overlap``
 and both artists have ``>= min_listeners`` listeners (with few listeners no overlap is ever surprising).
 
-Memory: the work is blocked so that it stays near ``memory_budget_bytes``. What cannot be blocked is
+Memory: the work is blocked, each block using at most a quarter of ``memory_budget_bytes`` (and at most
+64 MB, beyond which blocks are no faster), so the step fits the budget beside what it cannot block and
+the caller's own data. What cannot be blocked is
 O(candidate pairs), about 40 bytes per pair (ids, factor similarity, overlap, lift, bin) for at most
 ``n_items * k`` pairs (1.4 GB for 300K artists x 120 neighbours), plus the neighbour lists (4 bytes per
 item and neighbour) and the listener pattern (about 12 bytes per play). Everything per pair that is
@@ -48,8 +50,11 @@ __all__ = ["DEFAULT_MEMORY_BUDGET", "alias_candidates", "shared_counts"]
 
 # Working memory for the blocked parts when the caller gives no budget ([runtime] memory_budget).
 DEFAULT_MEMORY_BUDGET = 1 << 30
-# Blocks never get smaller than this (per-block overhead would dominate).
+# Blocks never get smaller than this (per-block overhead would dominate)...
 _MIN_BLOCK = 256
+# ...nor larger than this many bytes: bigger blocks are no faster (bench/aliases.py --small, 20K
+# artists: 4.6-6.3 s per model with 64 MB blocks, 10-11 s with 1 GB blocks).
+_MAX_BLOCK_BYTES = 64 << 20
 # Bytes per pair of a block's float64 temporaries (independent, lift, expected, score, union,
 # jaccard, keep, and scipy's own), on top of the two gathered factor rows.
 _BLOCK_BYTES_PER_PAIR = 96
@@ -254,14 +259,17 @@ def alias_candidates(
     if memory_budget_bytes < 1:
         raise ValueError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
 
-    a, b = _candidate_pairs(item_factors, int(k), index, memory_budget_bytes, threads)
+    # A quarter of the budget per block: the rest is for what cannot be blocked (module docstring) and
+    # for the caller's own data (factors, play matrix).
+    block_bytes = min(memory_budget_bytes // 4, _MAX_BLOCK_BYTES)
+    a, b = _candidate_pairs(item_factors, int(k), index, block_bytes, threads)
     if a.size == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if "_id" in c else "float64") for c in _COLUMNS})
 
     unit = normalize_rows(item_factors)
     listeners, shared = shared_counts(plays, a, b, threads=threads)
     # Blocks of pairs: two gathered factor rows plus the float64 temporaries per pair.
-    step = max(_MIN_BLOCK, memory_budget_bytes // (8 * unit.shape[1] + _BLOCK_BYTES_PER_PAIR))
+    step = max(_MIN_BLOCK, block_bytes // (8 * unit.shape[1] + _BLOCK_BYTES_PER_PAIR))
     blocks = [slice(lo, min(lo + step, a.size)) for lo in range(0, a.size, step)]
     factor_similarity = np.empty(a.size, dtype=np.float32)
     lift = np.empty(a.size, dtype=np.float64)
