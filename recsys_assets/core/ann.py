@@ -593,11 +593,11 @@ def calibrate_query(
     :meth:`AnnIndex.neighbours_of_items` does. Rule: start at the index's current effort (at least the
     least useful one for ``k``); double it until the sample's recall reaches ``target`` or, when it
     already does, halve it until it no longer does; then try the geometric midpoint between the failing
-    and the passing effort once, and keep the least effort that passed. The search gives up (method ``"exact"``, effort left at the best tried)
-    when the next doubling would make querying every item cost more than ``budget_s`` (estimated from the
-    sample's query time; default: the estimated time of exact top-k for every item, measured on the same
-    sample, so the index is never used where exact answers would be cheaper) or when the effort already
-    covers every item.
+    and the passing effort once, and keep the least effort that passed. The search gives up (method
+    ``"exact"``, effort left at the best tried) when the next doubling would make querying every item
+    cost more than ``budget_s`` (estimated from the sample's query time; default: the estimated time of
+    exact top-k for every item, measured on the same sample, so the index is not used where exact
+    answers would be cheaper) or when the effort already covers every item.
     """
     vectors = _check_vectors(vectors, index.dim)
     if vectors.shape[0] != index.n_items:
