@@ -2,7 +2,7 @@
 
 Inputs as in ``bench/related.py`` (``bench/product_factors.py``: the make_lastfm_tsv play matrix,
 ALS 32 and LSA 64 factors with the default settings, cached in /tmp). For each model the neighbours
-come from the calibrated Annoy index, as the refresh does above 50K artists (``build_ann_index`` then
+come from the calibrated index of the default backend, as the refresh does above 50K artists (``build_ann_index`` then
 ``open_index``); the timed step is ``alias_table`` with the default ``[aliases]`` settings and the given
 memory budget. Peak RSS of that step alone: the kernel's high-water mark is reset
 (``/proc/self/clear_refs``) just before it and read (``VmHWM``) just after.
