@@ -1,260 +1,152 @@
-"""All-artist top-10 related artists: Annoy and HNSW sweeps against exact cosine top-k.
+"""Related artists at Last.fm-360K scale, on the factors the product itself fits, Annoy against HNSW.
 
-Factors are ALS item factors of a Last.fm-360K-shaped synthetic matrix (``generate_plays``, BM25
-K1=100 B=0.8 on the artist x user orientation, ``fit_als`` for a few iterations), cached in /tmp so
-reruns skip the fit. For every configuration the index is built once; queries are timed on a seeded
-sample of items, in increasing search effort (stopping once recall@10 >= 0.995 or the estimated time
-passes 3x the budget), and their recall@10 is measured against the exact top-10 of the same sample
-(``cosine_topk``). "all s" extrapolates the sample's query time to every item. The default backend is
-chosen in two steps: per backend, the fastest configuration (build + estimated all queries) whose
-sample recall@10 reaches the target (0.95); both are then run for real on all items, and the default
-is Annoy if its real run meets the target (recall >= 0.95 in <= 60 s), else HNSW if it does.
-``--exact-all`` also times exact top-10 for all items and checks the default's recall on all of them.
+Inputs are the product's own (``bench/product_factors.py``: the play matrix of
+``bench/make_lastfm_tsv.py``, weighted and fitted with the default settings, i.e. ALS 32 factors and LSA
+64 factors over BM25), cached in /tmp. For each model and backend the benchmark runs what the refresh
+runs, with the default settings apart from the backend:
 
-The generator's only taste structure is the genre, so the benchmark plants one genre per 150 artists:
-with a dozen genres of 25K artists each, an artist's "true" top-10 would be noise among thousands of
-near-ties (measured: cosine 0.85 at rank 1, 0.77 at rank 1000), which no ANN index reproduces.
+1. the index asset's work, ``build_ann_index``: build, then calibrate the query effort (``search_k`` /
+   ``ef_search`` doubled from the configured value until recall@10 on 1,000 seeded artists reaches
+   ``min_recall_at_10 + recall_margin`` = 0.96, or exact top-k when the index cannot get there more
+   cheaply than exact would answer);
+2. the related asset's work, ``related_lists``: top-20 for every artist with the chosen setting, and
+   recall@10 against exact cosine top-10 on the asset check's own 2,000-artist sample.
 
-    .venv/bin/python bench/related.py --small                  # 20K x 20K, a few minutes
-    .venv/bin/python bench/related.py --exact-all               # full size (300K artists), heavy
+``--exact-all`` also times exact top-20 for every artist (otherwise it is the calibration's estimate).
 
-The last line of output is one JSON object.
+    .venv/bin/python bench/related.py --small           # 20K x 20K, about a minute
+    flock /work/heavy.lock .venv/bin/python bench/related.py     # full size (300K artists), heavy
+
+Prints a table and ends with one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from recsys_assets.core.als import fit_als  # noqa: E402
-from recsys_assets.core.ann import AnnIndex, build_index, recall_at_k, related_items  # noqa: E402
-from recsys_assets.core.synthetic import generate_plays  # noqa: E402
+from product_factors import FULL, SMALL, product_inputs  # noqa: E402
+
+from recsys_assets.assets.related import build_ann_index, related_lists  # noqa: E402
+from recsys_assets.core.factorset import FactorSet  # noqa: E402
 from recsys_assets.core.topk import cosine_topk  # noqa: E402
-from recsys_assets.core.weighting import weight_user_items  # noqa: E402
-
-K = 10
-TARGET_RECALL = 0.95
-BUDGET_S = 60.0
-
-
-def load_factors(
-    users: int, artists: int, plays: int, genres: int, factors: int, iterations: int, threads: int
-) -> np.ndarray:
-    """ALS item factors (artists, factors) float32 of a synthetic play matrix, cached in /tmp."""
-    cache = Path(
-        f"/tmp/recsys_bench_related_{users}x{artists}x{plays}_g{genres}_f{factors}_it{iterations}.npy"
-    )
-    if cache.exists():
-        print(f"factors: cached {cache}")
-        return np.load(cache)
-    t = time.perf_counter()
-    data = generate_plays(
-        n_users=users, n_artists=artists, artists_per_user=plays / users, n_genres=genres, seed=0
-    )
-    matrix = data.to_csr()
-    print(f"generated {users} x {artists}, {matrix.nnz} plays in {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    weighted = weight_user_items(matrix, "bm25")
-    del matrix, data
-    result = fit_als(weighted, factors=factors, iterations=iterations, compute_loss=False, threads=threads)
-    print(f"ALS {factors} factors x {iterations} iterations in {time.perf_counter() - t:.1f} s")
-    np.save(cache, result.item_factors)
-    return result.item_factors
-
-
-def timed_sample(index: AnnIndex, sample: np.ndarray, threads: int) -> tuple[np.ndarray, float]:
-    t = time.perf_counter()
-    idx, _ = index.neighbours_of_items(sample, K, threads=threads)
-    return idx, time.perf_counter() - t
+from recsys_assets.settings import Settings  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--small", action="store_true", help="20K users x 20K artists x 1M plays")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--factors", type=int, default=64)
-    parser.add_argument("--iterations", type=int, default=5, help="ALS iterations for the factors")
-    parser.add_argument(
-        "--genres",
-        type=int,
-        default=None,
-        help="planted genres (default: one per 150 artists, so an artist's true neighbours are distinct)",
-    )
-    parser.add_argument("--sample", type=int, default=10000, help="queries for the sweep's recall")
-    parser.add_argument("--exact-all", action="store_true", help="also time exact top-10 for every artist")
+    parser.add_argument("--backends", default="annoy,hnsw", help="comma-separated: annoy, hnsw")
+    parser.add_argument("--models", default="als,lsa", help="comma-separated: als, lsa")
+    parser.add_argument("--hnsw-m", type=int, default=None, help="[ann] hnsw_m (default: the setting's)")
+    parser.add_argument("--ef-construction", type=int, default=None, help="[ann] ef_construction")
+    parser.add_argument("--n-trees", type=int, default=None, help="[ann] n_trees")
+    parser.add_argument("--exact-all", action="store_true", help="also time exact top-n for every artist")
     args = parser.parse_args()
-    users, artists, plays = (20_000, 20_000, 1_000_000) if args.small else (360_000, 300_000, 17_500_000)
     threads = args.threads
     load_start = os.getloadavg()
     print(f"load average at start: {load_start}")
+    users, artists, per_user = SMALL if args.small else FULL
+    settings = Settings()
+    # The product only uses the index above exact_max_artists; the small run uses it too, to be measured.
+    related = dataclasses.replace(settings.related, method="ann")
+    _, item_factors = product_inputs(users, artists, per_user, threads, settings)
 
-    genres = args.genres or max(12, artists // 150)
-    vectors = load_factors(users, artists, plays, genres, args.factors, args.iterations, threads)
-    n = vectors.shape[0]
-    sample = np.sort(np.random.default_rng(0).choice(n, size=min(args.sample, n), replace=False))
-    t = time.perf_counter()
-    exact_sample, _ = cosine_topk(vectors, K, query_ids=sample, threads=threads)
-    exact_sample_s = time.perf_counter() - t
-    print(
-        f"{n} artists x {vectors.shape[1]} factors; exact top-{K} of {sample.size} sampled: {exact_sample_s:.1f} s"
-    )
-    scale = n / sample.size
+    results: dict[str, dict] = {}
+    header = f"{'model':5} {'backend':7} {'build s':>8} {'calib s':>8} {'effort':>16} {'query s':>8} {'total s':>8} {'recall':>7} method"
+    print(header)
+    with tempfile.TemporaryDirectory(prefix="recsys_bench_related_") as tmp:
+        for model in args.models.split(","):
+            vectors = item_factors[model]
+            factors = FactorSet(model, np.zeros((1, vectors.shape[1]), np.float32), vectors, "bench")
+            for backend in args.backends.split(","):
+                ann = dataclasses.replace(settings.ann, backend=backend)
+                for field, value in (
+                    ("hnsw_m", args.hnsw_m),
+                    ("ef_construction", args.ef_construction),
+                    ("n_trees", args.n_trees),
+                ):
+                    if value is not None:
+                        ann = dataclasses.replace(ann, **{field: value})
+                t = time.perf_counter()
+                ref = build_ann_index(factors, ann, Path(tmp) / f"{model}.{backend}", threads, related)
+                index_s = time.perf_counter() - t
+                calibration = ref.calibration or {}
+                calibration_s = float(calibration.get("calibration_s", 0.0))
+                t = time.perf_counter()
+                frame, recall, method = related_lists(ref, factors, related, ann.seed, threads)
+                related_s = time.perf_counter() - t
+                row = {
+                    "build_params": ref.build_params,
+                    "build_s": index_s - calibration_s,
+                    "calibration_s": calibration_s,
+                    "index_asset_s": index_s,
+                    "related_s": related_s,
+                    "total_s": index_s + related_s,
+                    "recall_at_10": recall,
+                    "method": method,
+                    "query_params": ref.query_params,
+                    "calibration_recall": calibration.get("calibration_recall"),
+                    "exact_all_estimate_s": calibration.get("exact_all_estimate_s"),
+                    "trials": calibration.get("trials", []),
+                    "rows": len(frame),
+                }
+                results[f"{model}_{backend}"] = row
+                effort = ",".join(f"{k}={v}" for k, v in ref.query_params.items())
+                print(
+                    f"{model:5} {backend:7} {row['build_s']:8.1f} {calibration_s:8.1f} {effort:>16} "
+                    f"{related_s:8.1f} {row['total_s']:8.1f} {recall:7.3f} {method}",
+                    flush=True,
+                )
+                for trial in row["trials"]:
+                    print(
+                        f"      trial effort {trial['effort']:>7}: recall {trial['recall']:.3f}, "
+                        f"query all (est.) {trial['query_all_s']:.1f} s"
+                    )
+            if args.exact_all:
+                t = time.perf_counter()
+                cosine_topk(vectors, related.n, threads=threads)
+                results[f"{model}_exact"] = {"total_s": time.perf_counter() - t, "recall_at_10": 1.0}
+                print(
+                    f"{model:5} exact   top-{related.n} for all: {results[f'{model}_exact']['total_s']:.1f} s"
+                )
 
-    rows: list[dict] = []
-    print(
-        f"\n{'backend':8} {'params':40} {'build s':>8} {'sample s':>9} {'all s':>8} {'total s':>8} {'recall':>7}"
-    )
-
-    def record(backend: str, params: dict, build_s: float, idx: np.ndarray, query_s: float) -> None:
-        row = {
-            "backend": backend,
-            "params": params,
-            "build_s": build_s,
-            "query_all_est_s": query_s * scale,
-            "total_est_s": build_s + query_s * scale,
-            "recall_at_10": recall_at_k(idx, exact_sample, K),
+    best = {}
+    for model in args.models.split(","):
+        passing = {
+            k: r
+            for k, r in results.items()
+            if k.startswith(model + "_") and r["recall_at_10"] >= related.min_recall_at_10
         }
-        rows.append(row)
-        shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        print(
-            f"{backend:8} {shown:40} {build_s:8.1f} {query_s:9.2f} {row['query_all_est_s']:8.1f} "
-            f"{row['total_est_s']:8.1f} {row['recall_at_10']:7.3f}",
-            flush=True,
-        )
-
-    def saturated(row: dict) -> bool:
-        """More search effort cannot help: recall is (almost) perfect or time is far over budget."""
-        return row["recall_at_10"] >= 0.995 or row["total_est_s"] > 3 * BUDGET_S
-
-    for n_trees in (10, 20, 50, 100):
-        t = time.perf_counter()
-        index = build_index(vectors, "annoy", n_trees=n_trees, threads=threads)
-        build_s = time.perf_counter() - t
-        for multiple in (None, 5, 20, 50):
-            index.search_k = -1 if multiple is None else n_trees * K * multiple
-            idx, query_s = timed_sample(index, sample, threads)
-            record("annoy", {"n_trees": n_trees, "search_k": index.search_k}, build_s, idx, query_s)
-            if saturated(rows[-1]):
-                break
-        del index
-
-    for m in (16, 32):
-        for ef_construction in (100, 200):
-            t = time.perf_counter()
-            index = build_index(vectors, "hnsw", M=m, ef_construction=ef_construction, threads=threads)
-            build_s = time.perf_counter() - t
-            for ef in (50, 100, 200):
-                index.set_ef_search(ef)
-                idx, query_s = timed_sample(index, sample, threads)
-                params = {"M": m, "ef_construction": ef_construction, "ef_search": ef}
-                record("hnsw", params, build_s, idx, query_s)
-                if saturated(rows[-1]):
-                    break
-            del index
-
-    def best(backend: str) -> dict:
-        pool = [r for r in rows if r["backend"] == backend]
-        good = [r for r in pool if r["recall_at_10"] >= TARGET_RECALL]
-        # Fastest that reaches the target; when none does, the most accurate.
-        if good:
-            return min(good, key=lambda r: r["total_est_s"])
-        return max(pool, key=lambda r: r["recall_at_10"])
-
-    best_annoy, best_hnsw = best("annoy"), best("hnsw")
-
-    def run_all(choice: dict) -> tuple[float, float, float, np.ndarray]:
-        """Build and query every item for real; returns build s, query s, sample recall, all neighbours."""
-        params = dict(choice["params"])
-        t = time.perf_counter()
-        if choice["backend"] == "annoy":
-            index = build_index(vectors, "annoy", **params, threads=threads)
-        else:
-            index = build_index(vectors, "hnsw", **params, threads=threads)
-        build_s = time.perf_counter() - t
-        t = time.perf_counter()
-        idx, _ = related_items(index, K, threads=threads)
-        query_s = time.perf_counter() - t
-        return build_s, query_s, recall_at_k(idx[sample], exact_sample, K), idx
-
-    print("\nall items, for real:")
-    measured = {}
-    for label, choice in (("annoy", best_annoy), ("hnsw", best_hnsw)):
-        build_s, query_s, recall, idx = run_all(choice)
-        measured[label] = (build_s, query_s, recall, idx)
-        print(
-            f"  {label:6} {choice['params']}: build {build_s:.1f} s + query all {query_s:.1f} s "
-            f"= {build_s + query_s:.1f} s, recall@10 (sample) {recall:.3f}"
-        )
-
-    def meets_target(label: str) -> bool:
-        build_s, query_s, recall, _ = measured[label]
-        return recall >= TARGET_RECALL and build_s + query_s <= BUDGET_S
-
-    # Decided on the real all-item runs, not the sweep's extrapolation: Annoy when it meets the target,
-    # else HNSW when it does, else the more accurate of the two.
-    if meets_target("annoy"):
-        default_label = "annoy"
-    elif meets_target("hnsw"):
-        default_label = "hnsw"
-    else:
-        default_label = max(measured, key=lambda label: measured[label][2])
-    default = best_annoy if default_label == "annoy" else best_hnsw
-    default_build_s, default_query_s, default_recall, default_idx = measured[default_label]
-
-    exact_s = None
-    recall_all = None
-    if args.exact_all:
-        t = time.perf_counter()
-        exact_all, _ = cosine_topk(vectors, K, threads=threads)
-        exact_s = time.perf_counter() - t
-        recall_all = recall_at_k(default_idx, exact_all, K)
-        print(
-            f"  exact  all {n} artists: {exact_s:.1f} s; default's recall@10 on all artists {recall_all:.4f}"
-        )
-    else:
-        exact_s = exact_sample_s * scale
-        print(f"  exact  all (extrapolated from the sample): {exact_s:.1f} s")
-
+        best[model] = min(passing, key=lambda k: passing[k]["total_s"]) if passing else None
     load_end = os.getloadavg()
-    print(f"\nload average at end: {load_end}")
-    print(f"default: {default['backend']} {default['params']}")
-    annoy_build, annoy_query, annoy_recall, _ = measured["annoy"]
-    hnsw_build, hnsw_query, hnsw_recall, _ = measured["hnsw"]
+    print(f"load average at end: {load_end}")
+    print(f"fastest at recall@10 >= {related.min_recall_at_10}: {best}")
     summary = {
-        "artists": n,
-        "factors": int(vectors.shape[1]),
-        "genres": genres,
-        "als_iterations": args.iterations,
+        "artists": artists,
+        "users": users,
         "threads": threads,
-        "sample": int(sample.size),
-        "default_backend": default["backend"],
-        "default_params": default["params"],
-        "default_s": default_build_s + default_query_s,
-        "recall_at_10": default_recall,
-        "recall_at_10_all": recall_all,
-        "annoy_params": best_annoy["params"],
-        "annoy_build_s": annoy_build,
-        "annoy_s": annoy_build + annoy_query,
-        "annoy_recall_at_10": annoy_recall,
-        "hnsw_params": best_hnsw["params"],
-        "hnsw_build_s": hnsw_build,
-        "hnsw_s": hnsw_build + hnsw_query,
-        "hnsw_recall_at_10": hnsw_recall,
-        "exact_s": exact_s,
-        "exact_measured": bool(args.exact_all),
+        "n": related.n,
+        "target_recall": related.min_recall_at_10,
+        "calibration_target": related.min_recall_at_10 + settings.ann.recall_margin,
+        "fastest": best,
+        "results": results,
         "load_start": load_start,
         "load_end": load_end,
-        "sweep": rows,
     }
     print(json.dumps(summary))
 

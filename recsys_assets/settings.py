@@ -322,11 +322,11 @@ class LsaSettings(_Section):
 class AnnSettings(_Section):
     """Approximate nearest-neighbour index over each factor set."""
 
-    # bench/related.py, 300K artists x 64 ALS factors, 2 cores (README "Performance"): Annoy with 20
-    # trees and search_k=1000 built in 4.6 s and answered every artist in 20.6 s at recall@10 0.98; HNSW
-    # (M=32, efC=100, ef=50) took 13.5 + 8.5 s at 0.99. Both meet the 60 s / 0.95 target; Annoy is the
-    # default because the design names it and its index is memory-mapped by readers.
-    backend: Literal["annoy", "hnsw"] = "annoy"
+    # bench/related.py on the product's own factors (360K x 300K synthetic, default ALS 32 / LSA 64
+    # factors), 2 cores, query effort calibrated to recall@10 0.96 (README "Performance"): for ALS, Annoy
+    # (20 trees) needed search_k 2828 and took 9 + 4 + 326 s (build, calibration, top-20 for every
+    # artist), HNSW (M=32, efC=100) needed ef 21 and took 115 + 4 + 32 s. HNSW is the default.
+    backend: Literal["annoy", "hnsw"] = "hnsw"
     # Annoy build and query parameters (search_k: nodes inspected per query, -1 = Annoy's default).
     n_trees: PositiveInt = 20
     search_k: Annotated[int, Range(gt=0, special=(-1,), note="-1 = Annoy's default")] = 1000
@@ -335,6 +335,14 @@ class AnnSettings(_Section):
     ef_construction: PositiveInt = 100
     ef_search: PositiveInt = 50
     seed: Seed = 0
+    # Calibration (when related artists use the index): after building, search_k / ef_search start at
+    # the values above and double until recall@10 on `calibration_sample` seeded artists reaches
+    # [related] min_recall_at_10 + recall_margin; the index's answers then use that value. When querying
+    # every artist at the next doubling would cost more than `query_budget_s` (0 = the estimated time of
+    # exact top-k for every artist, measured on the same sample), exact top-k answers instead.
+    recall_margin: Annotated[float, Range(ge=0, lt=1)] = 0.01
+    calibration_sample: PositiveInt = 1000
+    query_budget_s: NonNegativeFloat = 0.0
 
     def build_params(self) -> dict[str, Any]:
         """The parameters that change the index file (query parameters excluded)."""
@@ -348,10 +356,14 @@ class AnnSettings(_Section):
         }
 
     def query_params(self) -> dict[str, Any]:
-        """The parameters that change answers of a built index."""
-        if self.backend == "annoy":
-            return {"search_k": self.search_k}
-        return {"ef_search": self.ef_search}
+        """The parameters that choose the query setting of a built index (the starting search effort and
+        the calibration rule)."""
+        start = {"search_k": self.search_k} if self.backend == "annoy" else {"ef_search": self.ef_search}
+        return start | {
+            "recall_margin": self.recall_margin,
+            "calibration_sample": self.calibration_sample,
+            "query_budget_s": self.query_budget_s,
+        }
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -89,3 +90,92 @@ def test_input_errors(planted):
         alias_candidates(factors, plays.toarray())
     with pytest.raises(ValueError, match="Jaccard"):
         alias_candidates(factors, plays, max_listener_overlap=2.0)
+
+
+def _reference_candidates(factors, plays, k, min_sim, max_overlap, min_listeners):
+    """The method of the module docstring, computed directly over all pairs at once (no blocks)."""
+    from scipy.stats import poisson
+
+    from recsys_assets.core.topk import cosine_topk, normalize_rows
+
+    n_users, n_items = plays.shape
+    neighbours, _ = cosine_topk(factors, k)
+    source = np.repeat(np.arange(n_items), k)
+    target = neighbours.ravel().astype(np.int64)
+    found = target >= 0
+    keys = np.unique(np.minimum(source, target)[found] * n_items + np.maximum(source, target)[found])
+    a, b = keys // n_items, keys % n_items
+    unit = normalize_rows(factors)
+    sim = np.einsum("ij,ij->i", unit[a], unit[b])
+    binary = (plays > 0).astype(np.int64).tocsc()
+    listeners = np.diff(binary.indptr)
+    shared = np.asarray(binary[:, a].multiply(binary[:, b]).sum(axis=0)).ravel()
+    independent = listeners[a] * listeners[b] / n_users
+    lift = np.divide(shared, independent, out=np.zeros(a.size), where=independent > 0)
+    typical = np.empty(a.size)
+    for chunk in np.array_split(np.argsort(sim, kind="stable"), max(1, min(20, a.size // 50))):
+        typical[chunk] = np.median(lift[chunk])
+    expected = typical * independent
+    union = listeners[a] + listeners[b] - shared
+    jaccard = np.divide(shared, union, out=np.zeros(a.size), where=union > 0)
+    keep = (
+        (sim >= min_sim)
+        & (jaccard <= max_overlap)
+        & (np.minimum(listeners[a], listeners[b]) >= min_listeners)
+    )
+    score = -poisson.logcdf(shared, expected)
+    return {(int(x), int(y)): s for x, y, s in zip(a[keep], b[keep], score[keep], strict=True)}
+
+
+def test_blocked_equals_unblocked_and_the_reference(planted):
+    """Blocks sized from the memory budget change nothing: a budget that forces ~100 blocks of pairs (and
+    of neighbour queries) gives the same frame, bit for bit, as one block; both match a direct
+    computation of the definition."""
+    _, plays, factors = planted
+    args = dict(k=60, min_factor_similarity=0.2, max_listener_overlap=0.02, min_listeners=5, threads=2)
+    one_block = alias_candidates(factors, plays, **args, memory_budget_bytes=1 << 40)
+    blocked = alias_candidates(factors, plays, **args, memory_budget_bytes=1)
+    assert len(one_block) > 100
+    pd.testing.assert_frame_equal(blocked, one_block, check_exact=True)
+    reference = _reference_candidates(factors, plays, 60, 0.2, 0.02, 5)
+    assert set(zip(one_block.artist_id, one_block.alias_id, strict=True)) == set(reference)
+    np.testing.assert_allclose(
+        one_block.score,
+        [reference[(a, b)] for a, b in zip(one_block.artist_id, one_block.alias_id, strict=True)],
+        rtol=1e-9,
+    )
+    index = build_index(factors, "hnsw", ef_search=200, threads=1)
+    via_index = [
+        alias_candidates(factors, plays, **args, index=index, memory_budget_bytes=budget)
+        for budget in (1 << 40, 1)
+    ]
+    pd.testing.assert_frame_equal(via_index[1], via_index[0], check_exact=True)
+
+
+def test_working_memory_follows_the_budget(planted):
+    """numpy's allocations (traced by tracemalloc) never hold the gathered factor rows of every candidate
+    pair at once (the unblocked computation did: 2 x f float32 per pair), and peak lower with a small
+    budget than with an unlimited one."""
+    import tracemalloc
+
+    from recsys_assets.core.topk import cosine_topk
+
+    _, plays, factors = planted
+    wide = np.repeat(factors, 32, axis=1)  # 384 factors, so the gathered rows dominate everything else
+    neighbours, _ = cosine_topk(wide, 150)
+    rows = np.repeat(np.arange(wide.shape[0]), 150)
+    pairs = np.unique(
+        np.minimum(rows, neighbours.ravel()) * 10**6 + np.maximum(rows, neighbours.ravel())
+    ).size
+    all_gathered = pairs * 2 * wide.shape[1] * 4
+
+    def peak(budget: int) -> int:
+        tracemalloc.start()
+        alias_candidates(wide, plays, k=150, threads=2, memory_budget_bytes=budget)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    unlimited, small = peak(1 << 40), peak(1 << 20)
+    assert unlimited < all_gathered / 2, (unlimited, all_gathered)
+    assert small < 0.8 * unlimited, (small, unlimited)

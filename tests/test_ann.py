@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from recsys_assets.core.ann import build_index, load_index, recall_at_k, related_items
+from recsys_assets.core.ann import build_index, calibrate_query, load_index, recall_at_k, related_items
 from recsys_assets.core.topk import cosine_topk
 
 BACKENDS = ["annoy", "hnsw"]
@@ -140,3 +140,63 @@ def test_recall_at_k_definition():
     assert np.isnan(recall_at_k(approx[2:3], exact[2:3], 3))
     with pytest.raises(ValueError, match="columns"):
         recall_at_k(approx, exact, 4)
+
+
+@pytest.fixture(scope="module")
+def structureless() -> np.ndarray:
+    """4000 isotropic Gaussian vectors in 32-D: no clusters, so the true top-10 are near-ties that an
+    index with a small search effort misses (like 12 genres of 25K artists each at full scale)."""
+    return np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
+
+
+def _recall_all(index, vectors: np.ndarray, k: int) -> float:
+    idx, _ = related_items(index, k, threads=2)
+    exact, _ = cosine_topk(vectors, 10, threads=2)
+    return recall_at_k(idx[:, :10], exact, 10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calibration_reaches_the_target_on_hard_vectors(structureless, backend):
+    vectors = structureless
+    index = build_index(vectors, backend, n_trees=10, M=8, ef_construction=40, ef_search=10, threads=1)
+    least, _ = index.effort_bounds(20)
+    index.set_query_effort(least)
+    # The least effort is far from the target here, so the calibration has work to do.
+    assert _recall_all(index, vectors, 20) < 0.9
+    cal = calibrate_query(index, vectors, 20, 0.96, sample=400, seed=3, budget_s=1e9, threads=2)
+    assert cal.method == "ann" and cal.recall >= 0.96 and cal.sample == 400
+    assert index.query_effort == cal.effort and cal.query_params == {index.effort_name: cal.effort}
+    # Every smaller effort that was tried fell short (the chosen one is the least tried that passes).
+    assert all(t["recall"] < 0.96 for t in cal.trials if t["effort"] < cal.effort)
+    assert cal.trials[0]["effort"] == least and len(cal.trials) >= 2
+    # Independently of the calibration sample: recall over every item meets the 0.95 threshold.
+    assert _recall_all(index, vectors, 20) >= 0.95
+
+
+def test_calibration_falls_back_to_exact_when_over_budget(structureless):
+    index = build_index(structureless, "annoy", n_trees=5, threads=1)
+    cal = calibrate_query(index, structureless, 20, 0.99, sample=200, budget_s=1e-9, threads=2)
+    assert cal.method == "exact" and cal.query_params == {}
+    assert len(cal.trials) == 1 and cal.recall == cal.trials[0]["recall"] < 0.99
+    summary = cal.summary()
+    assert summary["method"] == "exact" and summary["calibration_budget_s"] == 0.0
+
+
+def test_calibration_bad_arguments(structureless):
+    index = build_index(structureless, "hnsw", threads=1)
+    with pytest.raises(ValueError, match="rows"):
+        calibrate_query(index, structureless[:10], 10, 0.9)
+    with pytest.raises(ValueError, match="target"):
+        calibrate_query(index, structureless, 10, 1.5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_calibration_lowers_an_effort_that_is_more_than_needed(clusters, backend):
+    vectors, _ = clusters
+    index = build_index(vectors, backend, n_trees=10, search_k=200_000, ef_search=1000, threads=1)
+    cal = calibrate_query(index, vectors, 10, 0.95, sample=300, budget_s=1e9, threads=2)
+    least, _ = index.effort_bounds(10)
+    assert cal.method == "ann" and cal.recall >= 0.95
+    assert cal.effort < cal.trials[0]["effort"]
+    # Minimal as far as the search can tell: the least effort, or one below it was tried and failed.
+    assert cal.effort == least or any(t["effort"] < cal.effort and t["recall"] < 0.95 for t in cal.trials)

@@ -93,6 +93,15 @@ def test_checks_passed_and_recall_reported(materialized):
     assert records and records[0].status.value == "SUCCEEDED"
     meta = _latest_metadata(instance, "related_artists")
     assert meta["recall_at_10_als"] >= settings.related.min_recall_at_10
+    # Each index was calibrated to the target plus the margin; related artists used what it chose.
+    for model in ("als", "lsa"):
+        index_meta = _latest_metadata(instance, f"{model}_ann_index")
+        assert index_meta["query_method"] == meta[f"method_{model}"]
+        if index_meta["query_method"] == "ann":
+            target = settings.related.min_recall_at_10 + settings.ann.recall_margin
+            assert index_meta["calibration_recall"] >= target
+            effort = "search_k" if settings.ann.backend == "annoy" else "ef_search"
+            assert meta[f"{effort}_{model}"] == index_meta[effort]
 
 
 def test_evaluation_report(materialized):

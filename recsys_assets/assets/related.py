@@ -1,7 +1,7 @@
 """Answers: ANN indexes per factor set, related artists, recommendations and alias candidates."""
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
@@ -10,12 +10,12 @@ import pandas as pd
 import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
-from recsys_assets.assets._common import code_version, table_version
-from recsys_assets.core.aliases import alias_candidates
+from recsys_assets.assets._common import code_version, data_version, markdown_table, table_version
+from recsys_assets.core.aliases import DEFAULT_MEMORY_BUDGET, alias_candidates
 from recsys_assets.core.ann import (
     AnnIndex,
-    AnnoyCosineIndex,
     build_index,
+    calibrate_query,
     load_index,
     recall_at_k,
     related_items,
@@ -43,33 +43,67 @@ class IndexRef:
     n_items: int
     dim: int
     file_hash: str
+    # How answers are read from the index: "ann" with ``query_params`` (the calibrated search effort,
+    # e.g. {"search_k": 4000}), or "exact" when no effort within the budget reached the recall target.
+    query_method: str = "ann"
+    query_params: dict = field(default_factory=dict)
+    # Calibration.summary() plus its trials; None when related artists do not use the index.
+    calibration: dict | None = None
 
     def stored_files(self) -> dict[str, str]:
         """The index file with its content hash, recorded in the artifact header for the planner."""
         return {self.path: self.file_hash}
 
 
-def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: int) -> IndexRef:
-    """Build the configured index over the artist factors and save it atomically at ``path``."""
-    params = ann.build_params()
+def build_ann_index(
+    factors: FactorSet, ann: AnnSettings, path: Path, threads: int, related: RelatedSettings | None = None
+) -> IndexRef:
+    """Build the configured index over the artist factors and save it atomically at ``path``.
+
+    When related artists will use the index (``related`` given and :func:`related_method` says "ann"),
+    its query effort is first calibrated (:func:`~recsys_assets.core.ann.calibrate_query`) until
+    recall@10 of top-``related.n`` answers reaches ``related.min_recall_at_10 + ann.recall_margin`` on
+    ``ann.calibration_sample`` seeded artists, a sample drawn independently of the asset check's.
+    """
     index = build_index(
         factors.item_factors,
         ann.backend,
         n_trees=ann.n_trees,
+        search_k=ann.search_k,
         M=ann.hnsw_m,
         ef_construction=ann.ef_construction,
+        ef_search=ann.ef_search,
         seed=ann.seed,
         threads=threads,
     )
+    n_items = int(factors.item_factors.shape[0])
+    calibration = None
+    if related is not None and related_method(related, n_items) == "ann":
+        found = calibrate_query(
+            index,
+            factors.item_factors,
+            related.n,
+            min(1.0, related.min_recall_at_10 + ann.recall_margin),
+            recall_k=10,
+            sample=ann.calibration_sample,
+            # Not the seed of the check's sample (related_lists), so the check measures independently.
+            seed=ann.seed + 1,
+            budget_s=ann.query_budget_s or None,
+            threads=threads,
+        )
+        calibration = found.summary() | {"trials": [dict(t) for t in found.trials]}
     index.save(path)
     return IndexRef(
         model=factors.model,
         backend=ann.backend,
         path=str(path),
-        build_params=params,
-        n_items=int(factors.item_factors.shape[0]),
+        build_params=ann.build_params(),
+        n_items=n_items,
         dim=int(factors.item_factors.shape[1]),
         file_hash=file_hash(path),
+        query_method="ann" if calibration is None else calibration["method"],
+        query_params={index.effort_name: index.query_effort},
+        calibration=calibration,
     )
 
 
@@ -80,34 +114,42 @@ def related_method(related: RelatedSettings, n_artists: int) -> str:
     return "exact" if n_artists <= related.exact_max_artists else "ann"
 
 
-def open_index(ref: IndexRef, ann: AnnSettings, k: int) -> AnnIndex:
-    """Load a built index with the configured query parameters, widened for ``k`` neighbours.
+def answer_method(ref: IndexRef, related: RelatedSettings) -> str:
+    """How answers over ``ref``'s factors are computed: ``exact`` when [related] says so or when the
+    index's calibration fell back to exact top-k, else ``ann``."""
+    if related_method(related, ref.n_items) == "exact" or ref.query_method == "exact":
+        return "exact"
+    return "ann"
 
-    Query parameters are not part of the index file, so changing them re-runs only the readers. The file
-    is checked against the hash recorded at build time first: the index libraries trust their input (an
-    overwritten file is served silently, random bytes abort the process).
+
+def open_index(ref: IndexRef, k: int) -> AnnIndex:
+    """Load a built index with its calibrated query setting, widened for ``k`` neighbours if needed.
+
+    The calibrated setting is part of the reference (and of the index asset's data version), so a new
+    calibration re-runs exactly the readers.
+
+    The file is checked against the hash recorded at build time first: the index libraries trust their
+    input (an overwritten file is served silently, random bytes abort the process).
     """
     verify_file(ref.path, ref.file_hash)
     index = load_index(Path(ref.path))
-    if isinstance(index, AnnoyCosineIndex):
-        # search_k is tuned for 10 neighbours; Annoy's own default scales it with k.
-        index.search_k = max(ann.search_k, ann.n_trees * k) if ann.search_k > 0 else -1
-    else:
-        index.set_ef_search(max(ann.ef_search, k))
+    effort = int(ref.query_params.get(index.effort_name, index.query_effort))
+    least, _ = index.effort_bounds(k)
+    index.set_query_effort(max(effort, least))
     return index
 
 
 def related_lists(
-    ref: IndexRef, factors: FactorSet, ann: AnnSettings, related: RelatedSettings, seed: int, threads: int
+    ref: IndexRef, factors: FactorSet, related: RelatedSettings, seed: int, threads: int
 ) -> tuple[pd.DataFrame, float, str]:
-    """Top-``n`` related artists (cosine) for every artist, the method used, and recall@10 of the answers
-    against exact cosine top-10 on ``recall_sample`` seeded random artists with a non-zero vector
-    (1.0 by construction for the exact method)."""
-    n, method = related.n, related_method(related, ref.n_items)
+    """Top-``n`` related artists (cosine) for every artist, the method used (:func:`answer_method`),
+    and recall@10 of the answers against exact cosine top-10 on ``recall_sample`` seeded random artists
+    with a non-zero vector (1.0 by construction for the exact method)."""
+    n, method = related.n, answer_method(ref, related)
     if method == "exact":
         ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
         return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
-    ids, scores = related_items(open_index(ref, ann, n), n, threads=threads)
+    ids, scores = related_items(open_index(ref, n), n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
@@ -170,6 +212,7 @@ def related_preview(
 
 def build_related_assets(settings: Settings) -> list:
     threads = settings.runtime.threads
+    budget = settings.runtime.memory_budget_bytes
     ann, related, recommend, aliases = settings.ann, settings.related, settings.recommend, settings.aliases
 
     def index_asset(model: str) -> dg.AssetsDefinition:
@@ -178,16 +221,33 @@ def build_related_assets(settings: Settings) -> list:
             ins={"factors": dg.AssetIn(f"{model}_factors")},
             group_name="indexes",
             kinds={ann.backend},
-            code_version=code_version("ann_index-1", ann.build_params()),
-            description=f"{ann.backend} index (angular / cosine) over the {model} artist factors.",
+            # Calibration reads [related] (answer size, recall target, whether the index is used at all).
+            code_version=code_version(
+                "ann_index-2",
+                ann.build_params(),
+                ann.query_params(),
+                related.n,
+                related.min_recall_at_10,
+                related.method,
+                related.exact_max_artists,
+            ),
+            description=f"{ann.backend} index (angular / cosine) over the {model} artist factors, its "
+            "query effort calibrated to the recall target.",
         )
         def _index(store: RecsysStore, factors: FactorSet) -> dg.Output[IndexRef]:
             suffix = "ann" if ann.backend == "annoy" else "hnsw"
-            ref = build_ann_index(factors, ann, store.artifact_path(f"{model}_ann_index.{suffix}"), threads)
+            path = store.artifact_path(f"{model}_ann_index.{suffix}")
+            ref = build_ann_index(factors, ann, path, threads, related)
+            metadata = {"backend": ref.backend, "artists": ref.n_items, "dim": ref.dim} | ref.build_params
+            metadata |= {"query_method": ref.query_method} | ref.query_params
+            if ref.calibration is not None:
+                summary = {k: v for k, v in ref.calibration.items() if k != "trials"}
+                metadata |= summary | {"calibration_trials": markdown_table(ref.calibration["trials"])}
             return dg.Output(
                 ref,
-                data_version=dg.DataVersion(ref.file_hash),
-                metadata={"backend": ref.backend, "artists": ref.n_items, "dim": ref.dim} | ref.build_params,
+                # The query setting is part of what readers get: a new one re-runs them, the same stops.
+                data_version=data_version(ref.file_hash, ref.query_method, ref.query_params),
+                metadata=metadata,
             )
 
         return _index
@@ -198,7 +258,7 @@ def build_related_assets(settings: Settings) -> list:
         ins={f"{m}_ann_index": dg.AssetIn() for m in MODELS} | {f"{m}_factors": dg.AssetIn() for m in MODELS},
         group_name="answers",
         kinds={"duckdb"},
-        code_version=code_version("related_artists-1", related, ann.query_params()),
+        code_version=code_version("related_artists-2", related),
         check_specs=[
             dg.AssetCheckSpec(
                 "ann_recall_at_10",
@@ -217,12 +277,14 @@ def build_related_assets(settings: Settings) -> list:
         als_factors: FactorSet,
         lsa_factors: FactorSet,
     ) -> dg.MaterializeResult:
-        frames, recalls, methods = [], {}, {}
+        frames, recalls, methods, query = [], {}, {}, {}
         for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
             frame, recalls[ref.model], methods[ref.model] = related_lists(
-                ref, factors, ann, related, ann.seed, threads
+                ref, factors, related, ann.seed, threads
             )
             frames.append(frame)
+            if methods[ref.model] == "ann":
+                query |= {f"{name}_{ref.model}": value for name, value in ref.query_params.items()}
         table = pd.concat(frames, ignore_index=True)
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, "related_artists", table)
@@ -234,6 +296,7 @@ def build_related_assets(settings: Settings) -> list:
             data_version=version,
             metadata={"dagster/row_count": len(table), "preview_als": dg.MetadataValue.md(preview)}
             | recall_metadata
+            | query
             | {f"method_{m}": method for m, method in methods.items()},
             check_results=[
                 dg.AssetCheckResult(
@@ -276,9 +339,8 @@ def build_related_assets(settings: Settings) -> list:
         group_name="answers",
         kinds={"duckdb"},
         # Neighbours come from the index when [related] picks the ANN method, so its settings count too.
-        code_version=code_version(
-            "artist_aliases-2", aliases, related.method, related.exact_max_artists, ann.query_params()
-        ),
+        # (The index's calibrated query setting reaches this asset through the index's data version.)
+        code_version=code_version("artist_aliases-3", aliases, related.method, related.exact_max_artists),
         description="Candidate duplicate artists ('Arcade Fire' / 'The Arcade Fire'): nearly identical "
         "factors while sharing few or no listeners.",
     )
@@ -293,12 +355,10 @@ def build_related_assets(settings: Settings) -> list:
         frames = []
         for factors, ref in ((als_factors, als_ann_index), (lsa_factors, lsa_ann_index)):
             # Large catalogues: the neighbours come from the ANN index, as for related artists.
-            index = (
-                open_index(ref, ann, aliases.neighbours)
-                if related_method(related, ref.n_items) == "ann"
-                else None
+            index = open_index(ref, aliases.neighbours) if answer_method(ref, related) == "ann" else None
+            frames.append(
+                alias_table(factors, play_matrix, aliases, threads, index=index, memory_budget=budget)
             )
-            frames.append(alias_table(factors, play_matrix, aliases, threads, index=index))
         table = pd.concat(frames, ignore_index=True)
         metadata: dict = {"dagster/row_count": len(table)}
         with warehouse_connection(warehouse) as conn:
@@ -317,9 +377,11 @@ def alias_table(
     aliases: AliasSettings,
     threads: int,
     index: AnnIndex | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> pd.DataFrame:
     """Alias candidates of one factor set, as configured in ``[aliases]``, with a ``model`` column;
-    neighbours from ``index`` when given, else exact cosine top-k."""
+    neighbours from ``index`` when given, else exact cosine top-k; working memory blocked to about
+    ``memory_budget`` bytes."""
     frame = alias_candidates(
         factors.item_factors,
         plays,
@@ -329,6 +391,7 @@ def alias_table(
         min_listeners=aliases.min_listeners,
         index=index,
         threads=threads,
+        memory_budget_bytes=memory_budget,
     )
     return frame[frame["score"] >= aliases.min_score].assign(model=factors.model)
 

@@ -20,6 +20,15 @@ Method, for item factors ``Y`` and a binary users x items listening matrix:
 Pairs are kept when factor similarity ``>= min_factor_similarity``, Jaccard ``<= max_listener_overlap``
 and both artists have ``>= min_listeners`` listeners (with few listeners no overlap is ever surprising).
 
+Memory: the work is blocked, each block using at most a quarter of ``memory_budget_bytes`` (and at most
+64 MB, beyond which blocks are no faster), so the step fits the budget beside what it cannot block and
+the caller's own data. What cannot be blocked is
+O(candidate pairs), about 40 bytes per pair (ids, factor similarity, overlap, lift, bin) for at most
+``n_items * k`` pairs (1.4 GB for 300K artists x 120 neighbours), plus the neighbour lists (4 bytes per
+item and neighbour) and the listener pattern (about 12 bytes per play). Everything per pair that is
+wider (two gathered factor rows, the float64 statistics) is computed a block of pairs at a time, so the
+results do not depend on the budget.
+
 Limits: this needs factors whose neighbourhoods reach the alias. When the only thing two names have in
 common is their audience's taste at large (e.g. a genre), the alias is one neighbour among the whole
 genre, and ``k`` must be of the order of the genre's size.
@@ -33,11 +42,22 @@ import pandas as pd
 from scipy.sparse import csr_matrix, issparse
 from scipy.stats import poisson
 
-from recsys_assets.core.ann import AnnIndex, related_items
+from recsys_assets.core.ann import AnnIndex
 from recsys_assets.core.threads import numba_threads
 from recsys_assets.core.topk import cosine_topk, normalize_rows
 
-__all__ = ["alias_candidates", "shared_counts"]
+__all__ = ["DEFAULT_MEMORY_BUDGET", "alias_candidates", "shared_counts"]
+
+# Working memory for the blocked parts when the caller gives no budget ([runtime] memory_budget).
+DEFAULT_MEMORY_BUDGET = 1 << 30
+# Blocks never get smaller than this (per-block overhead would dominate)...
+_MIN_BLOCK = 256
+# ...nor larger than this many bytes: bigger blocks are no faster (bench/aliases.py --small, 20K
+# artists: 4.6-6.3 s per model with 64 MB blocks, 10-11 s with 1 GB blocks).
+_MAX_BLOCK_BYTES = 64 << 20
+# Bytes per pair of a block's float64 temporaries (independent, lift, expected, score, union,
+# jaccard, keep, and scipy's own), on top of the two gathered factor rows.
+_BLOCK_BYTES_PER_PAIR = 96
 
 # Equal-count factor-similarity bins for the lift calibration; at least this many pairs per bin so each
 # median is stable.
@@ -90,6 +110,11 @@ def _listener_pattern(plays: csr_matrix) -> csr_matrix:
     return items_users
 
 
+def _as_ids(ids: np.ndarray) -> np.ndarray:
+    ids = np.asarray(ids)
+    return ids if ids.dtype in (np.int32, np.int64) else ids.astype(np.int64)
+
+
 def shared_counts(
     plays: csr_matrix, a: np.ndarray, b: np.ndarray, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,20 +130,74 @@ def shared_counts(
         shared = _intersections(
             items_users.indptr.astype(np.int64),
             items_users.indices.astype(np.int64),
-            np.asarray(a, dtype=np.int64),
-            np.asarray(b, dtype=np.int64),
+            # Any integer dtype: no int64 copy of what may be tens of millions of pairs.
+            _as_ids(a),
+            _as_ids(b),
         )
     return listeners, shared
 
 
-def _typical_lift(factor_similarity: np.ndarray, lift: np.ndarray) -> np.ndarray:
-    """Median lift of each pair's equal-count factor-similarity bin (see module docstring, step 3)."""
+@numba.njit(cache=True)
+def _unique_pairs(sorted_keys: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys ``lo * n_items + hi`` of a sorted int64 array, split into int32 (lo, hi)."""
+    count = 0
+    for p in range(sorted_keys.size):
+        if p == 0 or sorted_keys[p] != sorted_keys[p - 1]:
+            count += 1
+    lo = np.empty(count, dtype=np.int32)
+    hi = np.empty(count, dtype=np.int32)
+    q = 0
+    for p in range(sorted_keys.size):
+        if p == 0 or sorted_keys[p] != sorted_keys[p - 1]:
+            lo[q] = sorted_keys[p] // n_items
+            hi[q] = sorted_keys[p] % n_items
+            q += 1
+    return lo, hi
+
+
+def _candidate_pairs(
+    item_factors: np.ndarray, k: int, index: AnnIndex | None, block_bytes: int, threads: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct unordered pairs (item, one of its top-``k`` cosine neighbours) as int32 (a, b), a < b,
+    sorted by (a, b). With an index the neighbours are queried a block of items at a time."""
+    n_items = item_factors.shape[0]
+    if index is None:
+        neighbours, _ = cosine_topk(item_factors, k, threads=threads)
+    else:
+        # Per queried item: ids, distances and cosines of k + 1 results (int32 / float32 each).
+        rows = max(_MIN_BLOCK, block_bytes // (12 * (k + 1)))
+        neighbours = np.empty((n_items, k), dtype=np.int32)
+        for lo in range(0, n_items, rows):
+            hi = min(lo + rows, n_items)
+            neighbours[lo:hi] = index.neighbours_of_items(np.arange(lo, hi), k, threads=threads)[0]
+    keys = np.empty(neighbours.size, dtype=np.int64)
+    filled = 0
+    rows = max(1, block_bytes // (32 * k))
+    for lo in range(0, n_items, rows):
+        block = neighbours[lo : min(lo + rows, n_items)].astype(np.int64)
+        source = np.broadcast_to(np.arange(lo, lo + block.shape[0], dtype=np.int64)[:, None], block.shape)
+        found = block >= 0
+        target, source = block[found], source[found]
+        block_keys = np.minimum(source, target) * n_items + np.maximum(source, target)
+        keys[filled : filled + block_keys.size] = block_keys
+        filled += block_keys.size
+    del neighbours
+    keys = keys[:filled]
+    keys.sort()
+    return _unique_pairs(keys, n_items)
+
+
+def _lift_bins(factor_similarity: np.ndarray, lift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each pair's equal-count factor-similarity bin (int8) and the median lift of every bin (see the
+    module docstring, step 3); the typical lift of pair ``p`` is ``medians[bins[p]]``."""
     n_bins = max(1, min(_LIFT_BINS, lift.size // _MIN_PAIRS_PER_BIN))
     order = np.argsort(factor_similarity, kind="stable")
-    typical = np.empty_like(lift)
-    for chunk in np.array_split(order, n_bins):
-        typical[chunk] = np.median(lift[chunk])
-    return typical
+    bins = np.empty(lift.size, dtype=np.int8)
+    medians = np.empty(n_bins, dtype=np.float64)
+    for j, chunk in enumerate(np.array_split(order, n_bins)):
+        bins[chunk] = j
+        medians[j] = np.median(lift[chunk])
+    return bins, medians
 
 
 def alias_candidates(
@@ -130,6 +209,7 @@ def alias_candidates(
     min_listeners: int = 20,
     index: AnnIndex | None = None,
     threads: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> pd.DataFrame:
     """Candidate duplicate-artist pairs: close in factor space, (almost) no shared listeners.
 
@@ -143,6 +223,8 @@ def alias_candidates(
     min_listeners : keep pairs where both items have at least this many listeners.
     index : optional ANN index over ``item_factors`` to draw the neighbours from (default: exact top-k).
     threads : threads for the neighbour search and the overlap counts.
+    memory_budget_bytes : working memory the blocked steps are sized from (module docstring, "Memory");
+        the result does not depend on it.
 
     Returns
     -------
@@ -174,48 +256,55 @@ def alias_candidates(
             f"{item_factors.shape}; build the index from these factors"
         )
 
-    if index is None:
-        neighbours, _ = cosine_topk(item_factors, int(k), threads=threads)
-    else:
-        neighbours, _ = related_items(index, int(k), threads=threads)
-    source = np.repeat(np.arange(n_items, dtype=np.int64), neighbours.shape[1])
-    target = neighbours.ravel().astype(np.int64)
-    found = target >= 0
-    lo = np.minimum(source[found], target[found])
-    hi = np.maximum(source[found], target[found])
-    pair_keys = np.unique(lo * n_items + hi)
-    a, b = pair_keys // n_items, pair_keys % n_items
+    if memory_budget_bytes < 1:
+        raise ValueError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
+
+    # A quarter of the budget per block: the rest is for what cannot be blocked (module docstring) and
+    # for the caller's own data (factors, play matrix).
+    block_bytes = min(memory_budget_bytes // 4, _MAX_BLOCK_BYTES)
+    a, b = _candidate_pairs(item_factors, int(k), index, block_bytes, threads)
     if a.size == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if "_id" in c else "float64") for c in _COLUMNS})
 
     unit = normalize_rows(item_factors)
-    factor_similarity = np.einsum("ij,ij->i", unit[a], unit[b])
     listeners, shared = shared_counts(plays, a, b, threads=threads)
-    union = listeners[a] + listeners[b] - shared
-    jaccard = np.divide(shared, union, out=np.zeros(a.size), where=union > 0)
-    independent = listeners[a] * listeners[b] / max(n_users, 1)
-    lift = np.divide(shared, independent, out=np.zeros(a.size), where=independent > 0)
-    expected = _typical_lift(factor_similarity, lift) * independent
-    score = -poisson.logcdf(shared, expected)
+    # Blocks of pairs: two gathered factor rows plus the float64 temporaries per pair.
+    step = max(_MIN_BLOCK, block_bytes // (8 * unit.shape[1] + _BLOCK_BYTES_PER_PAIR))
+    blocks = [slice(lo, min(lo + step, a.size)) for lo in range(0, a.size, step)]
+    factor_similarity = np.empty(a.size, dtype=np.float32)
+    lift = np.empty(a.size, dtype=np.float64)
+    for blk in blocks:
+        factor_similarity[blk] = np.einsum("ij,ij->i", unit[a[blk]], unit[b[blk]])
+        independent = listeners[a[blk]] * listeners[b[blk]] / max(n_users, 1)
+        lift[blk] = np.divide(shared[blk], independent, out=np.zeros(independent.size), where=independent > 0)
+    bins, medians = _lift_bins(factor_similarity, lift)
+    del lift
 
-    keep = (
-        (factor_similarity >= min_factor_similarity)
-        & (jaccard <= max_listener_overlap)
-        & (np.minimum(listeners[a], listeners[b]) >= min_listeners)
-    )
-    frame = pd.DataFrame(
-        {
-            "artist_id": a[keep],
-            "alias_id": b[keep],
-            "factor_similarity": factor_similarity[keep].astype(np.float64),
-            "listener_similarity": jaccard[keep],
-            "shared_listeners": shared[keep],
-            "artist_listeners": listeners[a[keep]],
-            "alias_listeners": listeners[b[keep]],
-            "expected_shared": expected[keep],
-            "score": score[keep],
-        }
-    )
+    kept: list[dict[str, np.ndarray]] = []
+    for blk in blocks:
+        la, lb, sh, fs = listeners[a[blk]], listeners[b[blk]], shared[blk], factor_similarity[blk]
+        union = la + lb - sh
+        jaccard = np.divide(sh, union, out=np.zeros(sh.size), where=union > 0)
+        expected = medians[bins[blk]] * (la * lb / max(n_users, 1))
+        keep = (
+            (fs >= min_factor_similarity)
+            & (jaccard <= max_listener_overlap)
+            & (np.minimum(la, lb) >= min_listeners)
+        )
+        kept.append(
+            {
+                "artist_id": a[blk][keep].astype(np.int64),
+                "alias_id": b[blk][keep].astype(np.int64),
+                "factor_similarity": fs[keep].astype(np.float64),
+                "listener_similarity": jaccard[keep],
+                "shared_listeners": sh[keep],
+                "artist_listeners": la[keep],
+                "alias_listeners": lb[keep],
+                "expected_shared": expected[keep],
+                "score": -poisson.logcdf(sh[keep], expected[keep]),
+            }
+        )
+    frame = pd.DataFrame({c: np.concatenate([part[c] for part in kept]) for c in _COLUMNS})
     return frame.sort_values(
         ["score", "artist_id", "alias_id"], ascending=[False, True, True], kind="stable"
     ).reset_index(drop=True)

@@ -19,11 +19,14 @@ atomically (temporary file in the same directory, fsync, ``os.replace``).
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,13 +35,16 @@ import hnswlib
 import numpy as np
 
 from recsys_assets.core.threads import resolve_threads
+from recsys_assets.core.topk import cosine_topk
 
 __all__ = [
     "DEFAULT_BACKEND",
     "AnnIndex",
     "AnnoyCosineIndex",
+    "Calibration",
     "HnswCosineIndex",
     "build_index",
+    "calibrate_query",
     "load_index",
     "recall_at_k",
     "related_items",
@@ -148,6 +154,23 @@ class AnnIndex(ABC):
     def _write_index(self, path: Path) -> None:
         """Write the backend's index file to ``path``."""
 
+    # The one query-time knob of each backend ("search effort"): more is slower and more accurate.
+    effort_name: str
+
+    @property
+    @abstractmethod
+    def query_effort(self) -> int:
+        """The current search effort (Annoy ``search_k``, HNSW ``ef_search``)."""
+
+    @abstractmethod
+    def set_query_effort(self, effort: int) -> None:
+        """Set the search effort used by later queries; recorded in ``params``."""
+
+    @abstractmethod
+    def effort_bounds(self, k: int) -> tuple[int, int]:
+        """(least, most) useful search effort for ``k`` neighbours per query; the most makes the search
+        inspect (about) every indexed item."""
+
     def query(
         self,
         vectors: np.ndarray,
@@ -255,6 +278,23 @@ class AnnoyCosineIndex(AnnIndex):
         self._index = index
         self.search_k = int(params.get("search_k", DEFAULT_SEARCH_K))
 
+    effort_name = "search_k"
+
+    @property
+    def query_effort(self) -> int:
+        return self.search_k
+
+    def set_query_effort(self, effort: int) -> None:
+        if effort != -1 and effort < 1:
+            raise ValueError(f"search_k must be -1 (Annoy's default) or positive, got {effort}")
+        self.search_k = int(effort)
+        self.params["search_k"] = int(effort)
+
+    def effort_bounds(self, k: int) -> tuple[int, int]:
+        # Annoy's own default inspects n_trees * n nodes for n results; a query asks k + 1 (itself).
+        n_trees = self._index.get_n_trees()
+        return n_trees * (k + 1), n_trees * max(self.n_indexed, k + 1)
+
     def _run_chunks(
         self, count: int, n: int, threads: int, search_one: Callable[[int], tuple[list[int], list[float]]]
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -322,6 +362,18 @@ class HnswCosineIndex(AnnIndex):
             raise ValueError(f"ef_search must be positive, got {ef_search}")
         self._index.set_ef(int(ef_search))
         self.params["ef_search"] = int(ef_search)
+
+    effort_name = "ef_search"
+
+    @property
+    def query_effort(self) -> int:
+        return int(self.params["ef_search"])
+
+    def set_query_effort(self, effort: int) -> None:
+        self.set_ef_search(effort)
+
+    def effort_bounds(self, k: int) -> tuple[int, int]:
+        return k + 1, max(self.n_indexed, k + 1)
 
     def _search_vectors(self, vectors: np.ndarray, n: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
         labels, dists = self._index.knn_query(vectors, k=n, num_threads=threads)
@@ -473,3 +525,169 @@ def recall_at_k(approx: np.ndarray, exact: np.ndarray, k: int) -> float:
     if not rows.any():
         return float("nan")
     return float(np.mean(hit[rows].sum(axis=1) / true_counts[rows]))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The query setting chosen by :func:`calibrate_query`, and the measurements that chose it.
+
+    ``method`` is ``"ann"`` (query the index with ``effort_name = effort``) or ``"exact"`` (no search
+    effort within the budget reached ``target``: answer with exact top-k instead). ``recall`` is the
+    recall@``recall_k`` measured on the calibration sample at the chosen effort (for ``"exact"``, the best
+    the index reached). ``trials`` lists every effort tried in order, each ``{effort, recall,
+    query_all_s}`` where ``query_all_s`` extrapolates the sample's query time to every indexed item;
+    ``exact_all_s`` does the same for exact top-k and ``budget_s`` is the limit that was applied.
+    """
+
+    method: Literal["ann", "exact"]
+    effort_name: str
+    effort: int
+    recall: float
+    target: float
+    k: int
+    recall_k: int
+    sample: int
+    budget_s: float
+    exact_all_s: float
+    seconds: float
+    trials: tuple[dict[str, float], ...]
+
+    @property
+    def query_params(self) -> dict[str, int]:
+        """``{effort_name: effort}`` for the ANN method, empty for exact."""
+        return {self.effort_name: self.effort} if self.method == "ann" else {}
+
+    def summary(self) -> dict[str, Any]:
+        """Flat, JSON-able description (everything but the trials)."""
+        return {
+            "method": self.method,
+            self.effort_name: self.effort,
+            "calibration_recall": round(self.recall, 4),
+            "calibration_target": self.target,
+            "calibration_k": self.k,
+            "calibration_sample": self.sample,
+            "calibration_budget_s": round(self.budget_s, 2),
+            "exact_all_estimate_s": round(self.exact_all_s, 2),
+            "calibration_s": round(self.seconds, 2),
+        }
+
+
+def calibrate_query(
+    index: AnnIndex,
+    vectors: np.ndarray,
+    k: int,
+    target: float,
+    *,
+    recall_k: int = 10,
+    sample: int = 1000,
+    seed: int = 0,
+    budget_s: float | None = None,
+    threads: int | None = None,
+) -> Calibration:
+    """Find the least search effort at which ``index`` answers top-``k`` queries with recall@``recall_k``
+    >= ``target`` against exact cosine top-``recall_k``, and set it on ``index``.
+
+    ``vectors`` (n_items, dim) are the vectors the index was built from. The recall is measured on
+    ``sample`` seeded random items with a non-zero vector (exact answers by
+    :func:`~recsys_assets.core.topk.cosine_topk`), querying each item's neighbours as
+    :meth:`AnnIndex.neighbours_of_items` does. Rule: start at the index's current effort (at least the
+    least useful one for ``k``); double it until the sample's recall reaches ``target`` or, when it
+    already does, halve it until it no longer does; then try the geometric midpoint between the failing
+    and the passing effort once, and keep the least effort that passed. The search gives up (method
+    ``"exact"``, effort left at the best tried) when the next doubling would make querying every item
+    cost more than ``budget_s`` (estimated from the sample's query time; default: the estimated time of
+    exact top-k for every item, measured on the same sample, so the index is not used where exact
+    answers would be cheaper) or when the effort already covers every item.
+    """
+    vectors = _check_vectors(vectors, index.dim)
+    if vectors.shape[0] != index.n_items:
+        raise ValueError(f"vectors have {vectors.shape[0]} rows but the index covers {index.n_items} items")
+    k = _check_k(k)
+    recall_k = min(_check_k(recall_k), k)
+    if not 0.0 < target <= 1.0:
+        raise ValueError(f"target recall must be in (0, 1], got {target}")
+    if sample < 1:
+        raise ValueError(f"sample must be positive, got {sample}")
+    started = time.perf_counter()
+    live = np.flatnonzero(vectors.any(axis=1))
+    rng = np.random.default_rng(seed)
+    queries = np.sort(rng.choice(live, size=min(sample, live.size), replace=False))
+    scale = live.size / max(queries.size, 1)
+
+    # Timings extrapolate per-query costs: warm up first (numba loads its kernels, pages fault in), and
+    # take exact top-k's per-query cost from the difference of two sample sizes, because each call also
+    # normalises every vector, a fixed cost that would otherwise be multiplied by the scale.
+    cosine_topk(vectors, recall_k, query_ids=queries[:2], threads=threads)
+    index.neighbours_of_items(queries[:2], k, threads=threads)
+    half = queries.size // 2
+    t = time.perf_counter()
+    cosine_topk(vectors, recall_k, query_ids=queries[:half], threads=threads)
+    t_half = time.perf_counter() - t
+    t = time.perf_counter()
+    exact, _ = cosine_topk(vectors, recall_k, query_ids=queries, threads=threads)
+    t_full = time.perf_counter() - t
+    per_query = (t_full - t_half) / max(queries.size - half, 1)
+    if per_query <= 0:  # timing noise: fall back to the plain average
+        per_query = t_full / max(queries.size, 1)
+    exact_all_s = per_query * live.size
+    budget = exact_all_s if budget_s is None else float(budget_s)
+
+    least, most = index.effort_bounds(k)
+    trials: list[dict[str, float]] = []
+
+    def trial(effort: int) -> tuple[float, float]:
+        index.set_query_effort(effort)
+        t = time.perf_counter()
+        ids, _ = index.neighbours_of_items(queries, k, threads=threads)
+        query_all_s = (time.perf_counter() - t) * scale
+        recall = recall_at_k(ids, exact, recall_k) if queries.size else 1.0
+        trials.append({"effort": effort, "recall": recall, "query_all_s": query_all_s})
+        return recall, query_all_s
+
+    def result(method: Literal["ann", "exact"], effort: int, recall: float) -> Calibration:
+        index.set_query_effort(effort)
+        return Calibration(
+            method=method,
+            effort_name=index.effort_name,
+            effort=effort,
+            recall=recall,
+            target=float(target),
+            k=k,
+            recall_k=recall_k,
+            sample=int(queries.size),
+            budget_s=budget,
+            exact_all_s=exact_all_s,
+            seconds=time.perf_counter() - started,
+            trials=tuple(trials),
+        )
+
+    # Doubling (or halving, when the starting effort already passes) brackets the least passing effort
+    # between a failing and a passing one; one geometric midpoint then narrows it.
+    effort = min(max(least, index.query_effort), most)
+    failing = None
+    recall, query_all_s = trial(effort)
+    if recall >= target:
+        passing = (effort, recall)
+        while effort > least:
+            effort = max(least, effort // 2)
+            recall, _ = trial(effort)
+            if recall < target:
+                failing = effort
+                break
+            passing = (effort, recall)
+    else:
+        while recall < target:
+            failing = effort
+            if effort >= most or 2 * query_all_s > budget:
+                best = max(trials, key=lambda r: r["recall"])
+                return result("exact", int(best["effort"]), float(best["recall"]))
+            effort = min(2 * effort, most)
+            recall, query_all_s = trial(effort)
+        passing = (effort, recall)
+    if failing is not None:
+        middle = int(round(math.sqrt(failing * passing[0])))
+        if failing < middle < passing[0]:
+            middle_recall, _ = trial(middle)
+            if middle_recall >= target:
+                passing = (middle, middle_recall)
+    return result("ann", *passing)
