@@ -192,6 +192,8 @@ class RuntimeSettings:
     # 0 = all cores numba may use.
     threads: int = 0
     duckdb_memory_limit: str = "4GB"
+    # Bytes the score tiles of evaluation and recommendations may use (their block sizes follow from it).
+    memory_budget_bytes: int = 3 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -285,6 +287,7 @@ def _validate(settings: Settings, where: str) -> None:
         ("aliases", "neighbours"),
         ("evaluation", "k"),
         ("evaluation", "min_items"),
+        ("runtime", "memory_budget_bytes"),
     }
     for section, key in sorted(positive):
         value = getattr(getattr(settings, section), key)
