@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 import pandas as pd
+import pytest
 
 from recsys_assets.assets._common import code_version, table_version
 from recsys_assets.assets.related import planted_alias_recall, related_method, top_n_frame
@@ -27,6 +28,31 @@ def test_top_n_frame_drops_padding_and_ranks_from_one():
     frame = top_n_frame("als", ids, scores, "artist_id", "related_id")
     assert frame[["artist_id", "rank", "related_id"]].values.tolist() == [[0, 1, 3], [0, 2, 1]]
     assert (frame["model"] == "als").all()
+
+
+def test_top_n_frames_hold_the_model_as_a_category_and_load_as_text():
+    ids = np.arange(12, dtype=np.int32).reshape(4, 3)
+    scores = np.ones((4, 3), dtype=np.float32)
+    frames = [
+        top_n_frame(m, ids, scores, "user_id", "artist_id", models=("als", "lsa")) for m in ("als", "lsa")
+    ]
+    table = pd.concat(frames, ignore_index=True)
+    # No Python string per row: the concatenated column stays a one-byte categorical.
+    assert isinstance(table["model"].dtype, pd.CategoricalDtype)
+    assert table["model"].cat.codes.dtype == np.int8
+    assert table["model"].value_counts().to_dict() == {"als": 12, "lsa": 12}
+    conn = duckdb.connect()
+    conn.execute(
+        "CREATE TABLE t (model VARCHAR, user_id INTEGER, rank INTEGER, artist_id INTEGER, score REAL)"
+    )
+    conn.register("frame", table)
+    conn.execute("INSERT INTO t BY NAME SELECT * FROM frame")
+    assert conn.execute("SELECT model, count(*) FROM t GROUP BY model ORDER BY model").fetchall() == [
+        ("als", 12),
+        ("lsa", 12),
+    ]
+    with pytest.raises(ValueError, match="categories"):
+        top_n_frame("bpr", ids, scores, "user_id", "artist_id", models=("als", "lsa"))
 
 
 def test_planted_alias_recall_counts_pairs_in_the_top_candidates():

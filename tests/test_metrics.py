@@ -9,12 +9,15 @@ from recsys_assets.core.metrics import (
     MetricsError,
     RankingReport,
     evaluate_factors,
+    evaluate_popularity,
     evaluate_ranked_lists,
     evaluate_scores,
+    expected_random,
     popularity_scores,
     random_scores,
 )
 from recsys_assets.core.split import per_user_holdout, random_split
+from recsys_assets.core.topk import tile_shape
 
 
 def _plays(n_users=40, n_items=60, density=0.25, seed=0):
@@ -263,3 +266,81 @@ def test_rejects_bad_inputs():
         evaluate_factors(U, V, split.train, sp.csr_matrix(split.test.shape))
     with pytest.raises(MetricsError, match="columns"):
         evaluate_ranked_lists(np.zeros((40, 3), np.int64), split.test, k=5)
+
+
+def test_factors_with_ties_across_chunks_match_reference():
+    # More items than one counting chunk (512) and tiles that cut users and items mid-way; small integer
+    # factors make many exact score ties between test items and candidates, and inside the top-k.
+    X = _plays(n_users=30, n_items=1500, density=0.02, seed=18)
+    split = per_user_holdout(X, 0.3, min_items=3, seed=19)
+    rng = np.random.default_rng(20)
+    U = rng.integers(-2, 3, size=(30, 3)).astype(np.float32)
+    V = rng.integers(-2, 3, size=(1500, 3)).astype(np.float32)
+    ref = _reference(U @ V.T, split.train, split.test, k=7)
+    for block, item_block in [(7, 700), (256, 1024), (1, 1500)]:
+        report = evaluate_factors(
+            U, V, split.train, split.test, k=7, threads=2, block_size=block, item_block_size=item_block
+        )
+        _assert_matches(report, ref)
+
+
+def test_tiles_follow_the_memory_budget():
+    X = _plays(n_users=30, n_items=1500, density=0.02, seed=18)
+    split = per_user_holdout(X, 0.3, min_items=3, seed=19)
+    rng = np.random.default_rng(21)
+    U = rng.standard_normal((30, 4)).astype(np.float32)
+    V = rng.standard_normal((1500, 4)).astype(np.float32)
+    roomy = evaluate_factors(U, V, split.train, split.test, k=5, threads=1)
+    # 4 KiB: half of it holds one 512-float tile, far below the 256 x 1024 default; same report.
+    tight = evaluate_factors(U, V, split.train, split.test, k=5, threads=1, memory_budget_bytes=4096)
+    assert tight == roomy
+    assert tile_shape(30, 1500, 1, memory_budget_bytes=4096) == (1, 512)
+    assert tile_shape(30, 1500, 2) == (30, 1024)
+    with pytest.raises(MetricsError, match="memory_budget_bytes"):
+        evaluate_factors(U, V, split.train, split.test, memory_budget_bytes=0)
+
+
+@pytest.mark.parametrize(("n_items", "k", "seed"), [(60, 5, 22), (400, 10, 23), (25, 30, 24)])
+def test_popularity_fast_path_equals_the_general_path(n_items, k, seed):
+    X = _plays(n_users=50, n_items=n_items, density=0.2, seed=seed)
+    split = per_user_holdout(X, 0.3, min_items=2, seed=seed)
+    n_users = split.train.shape[0]
+    pop = popularity_scores(split.train)
+    assert np.unique(pop).size < pop.size  # tied popularity counts occur
+    general = evaluate_factors(
+        np.ones((n_users, 1)), pop[:, None], split.train, split.test, k=min(k, n_items)
+    )
+    fast = evaluate_popularity(split.train, split.test, k=min(k, n_items), threads=2)
+    assert fast == general  # every field bit for bit, not approximately
+
+
+def test_random_expectation_matches_monte_carlo_of_random_scores():
+    X = _plays(n_users=60, n_items=80, density=0.15, seed=25)
+    split = per_user_holdout(X, 0.3, min_items=2, seed=26)
+    expected = expected_random(split.train, split.test, k=5).as_dict()
+    runs = [
+        evaluate_scores(random_scores(80, seed=s), split.train, split.test, k=5).as_dict() for s in range(40)
+    ]
+    for name in ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage"):
+        values = np.array([r[name] for r in runs])
+        # The sample mean of 40 independent runs is within 4.5 standard errors of the expectation
+        # (false alarm ~1e-5 per metric); the floor covers metrics that barely vary between runs.
+        tolerance = 4.5 * values.std(ddof=1) / np.sqrt(values.size) + 1e-9
+        assert abs(values.mean() - expected[name]) <= tolerance, name
+    assert expected["auc"] == expected["mpr"] == expected["mpr_unweighted"] == 0.5
+    assert expected["n_users"] == runs[0]["n_users"]
+
+
+def test_random_expectation_by_hand():
+    # One user, 4 items: item 0 in train, items 1 and 2 in test; k = 2. N = 3 candidates, P = 2, L = 2.
+    train = sp.csr_matrix(np.array([[1.0, 0, 0, 0]]))
+    test = sp.csr_matrix(np.array([[0, 1.0, 1.0, 0]]))
+    r = expected_random(train, test, k=2)
+    assert r.precision == pytest.approx(2 * 2 / 3 / 2)
+    assert r.recall == pytest.approx(2 / 3)
+    # AP: i=0: (2/3) * 1 / 1; i=1: (2/3) * (1 + 1 * 1/2) / 2 -> (2/3 + 1/2) / min(2, 2)
+    assert r.map == pytest.approx((2 / 3 + 0.5) / 2)
+    idcg = 1 + 1 / math.log2(3)
+    assert r.ndcg == pytest.approx((2 / 3) * idcg / idcg)
+    # Each of the 3 candidates is listed with probability 2/3; item 0 (train) never.
+    assert r.coverage == pytest.approx(3 * (2 / 3) / 4)

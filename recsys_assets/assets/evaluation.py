@@ -73,7 +73,7 @@ def tag_quality_rows(conn, related: pd.DataFrame, n_artists: int, k: int) -> lis
 
 
 def build_evaluation_assets(settings: Settings) -> list:
-    threads = settings.runtime.threads
+    threads, memory_budget = settings.runtime.threads, settings.runtime.memory_budget_bytes
     ev, als, lsa, weighting = settings.evaluation, settings.als, settings.lsa, settings.weighting
     split_name = f"{ev.split}-{ev.test_fraction:g}"
     # What shaped every evaluation number besides the model's own settings.
@@ -132,9 +132,10 @@ def build_evaluation_assets(settings: Settings) -> list:
         deps=["related_artists"] if hetrec else [],
         group_name="evaluation",
         kinds={"duckdb", "html"},
-        code_version=code_version("evaluation_report-1", ev.k),
+        code_version=code_version("evaluation_report-2", ev.k),
         description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model against popularity and "
-        "random baselines; accumulates in the `evaluation` table; HTML report with charts.",
+        "random baselines (random: exact expectations); accumulates in the `evaluation` table; HTML report "
+        "with charts.",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
@@ -149,23 +150,21 @@ def build_evaluation_assets(settings: Settings) -> list:
         rows: list[dict] = []
         for factors in (eval_als_factors, eval_lsa_factors):
             result = metrics.evaluate_factors(
-                factors.user_factors, factors.item_factors, split.train, split.test, k=k, threads=threads
+                factors.user_factors,
+                factors.item_factors,
+                split.train,
+                split.test,
+                k=k,
+                threads=threads,
+                memory_budget_bytes=memory_budget,
             )
             rows += metric_rows(factors.model, factors.settings_fingerprint, split_name, k, result)
-        n_users, n_items = split.train.shape
-        popularity = metrics.evaluate_factors(
-            np.ones((n_users, 1), dtype=np.float32),
-            metrics.popularity_scores(split.train)[:, None],
-            split.train,
-            split.test,
-            k=k,
-            threads=threads,
-        )
+        # Baselines without a score GEMM: popularity ranks everyone by one shared sorted list (exactly the
+        # rank-1 model's report); random's metrics are their exact expectations (no sample).
+        popularity = metrics.evaluate_popularity(split.train, split.test, k=k, threads=threads)
         rows += metric_rows("popularity", fingerprint(*provenance, "popularity"), split_name, k, popularity)
-        random = metrics.evaluate_scores(
-            metrics.random_scores(n_items, seed=ev.seed), split.train, split.test, k=k, threads=threads
-        )
-        rows += metric_rows("random", fingerprint(*provenance, "random"), split_name, k, random)
+        random = metrics.expected_random(split.train, split.test, k=k)
+        rows += metric_rows("random", fingerprint(*provenance, "random-expected"), split_name, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with warehouse_connection(warehouse) as conn:
             tag_rows = []

@@ -160,13 +160,27 @@ def related_lists(
 
 
 def top_n_frame(
-    model: str, ids: np.ndarray, scores: np.ndarray, id_column: str, item_column: str
+    model: str,
+    ids: np.ndarray,
+    scores: np.ndarray,
+    id_column: str,
+    item_column: str,
+    models: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """Long-format table (model, id, rank, item, score) of a top-N matrix, padding (-1) dropped."""
+    """Long-format table (model, id, rank, item, score) of a top-N matrix, padding (-1) dropped.
+
+    ``model`` is a categorical column (one byte a row, not a Python string per row) over ``models``
+    (default: just ``model``); frames built over the same ``models`` concatenate without turning it
+    into an object column.
+    """
+    categories = models if models is not None else (model,)
+    if model not in categories:
+        raise ValueError(f"model {model!r} is not one of the categories {categories}")
     rows, ranks = np.nonzero(ids >= 0)
+    codes = np.full(rows.size, categories.index(model), dtype=np.int8)
     return pd.DataFrame(
         {
-            "model": model,
+            "model": pd.Categorical.from_codes(codes, categories=list(categories)),
             id_column: rows.astype(np.int32),
             "rank": (ranks + 1).astype(np.int32),
             item_column: ids[rows, ranks].astype(np.int32),
@@ -212,7 +226,7 @@ def related_preview(
 
 def build_related_assets(settings: Settings) -> list:
     threads = settings.runtime.threads
-    budget = settings.runtime.memory_budget_bytes
+    memory_budget = settings.runtime.memory_budget_bytes
     ann, related, recommend, aliases = settings.ann, settings.related, settings.recommend, settings.aliases
 
     def index_asset(model: str) -> dg.AssetsDefinition:
@@ -311,7 +325,7 @@ def build_related_assets(settings: Settings) -> list:
         ins={f"{m}_factors": dg.AssetIn() for m in MODELS} | {"play_matrix": dg.AssetIn()},
         group_name="answers",
         kinds={"duckdb"},
-        code_version=code_version("recommendations-1", recommend),
+        code_version=code_version("recommendations-2", recommend),
         description=f"Top-{recommend.n} artists per user per model (exact inner product), played artists removed.",
     )
     def recommendations(
@@ -322,11 +336,19 @@ def build_related_assets(settings: Settings) -> list:
     ) -> dg.MaterializeResult:
         frames = []
         for factors in (als_factors, lsa_factors):
+            # One fused pass per score tile (GEMM + heap), tiles sized from the memory budget.
             ids, scores = topk_dot(
-                factors.user_factors, factors.item_factors, recommend.n, exclude=play_matrix, threads=threads
+                factors.user_factors,
+                factors.item_factors,
+                recommend.n,
+                exclude=play_matrix,
+                threads=threads,
+                memory_budget_bytes=memory_budget,
             )
-            frames.append(top_n_frame(factors.model, ids, scores, "user_id", "artist_id"))
+            frames.append(top_n_frame(factors.model, ids, scores, "user_id", "artist_id", models=MODELS))
+            del ids, scores
         table = pd.concat(frames, ignore_index=True)
+        del frames
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, "recommendations", table)
             version = table_version(conn, "recommendations")
@@ -357,7 +379,7 @@ def build_related_assets(settings: Settings) -> list:
             # Large catalogues: the neighbours come from the ANN index, as for related artists.
             index = open_index(ref, aliases.neighbours) if answer_method(ref, related) == "ann" else None
             frames.append(
-                alias_table(factors, play_matrix, aliases, threads, index=index, memory_budget=budget)
+                alias_table(factors, play_matrix, aliases, threads, index=index, memory_budget=memory_budget)
             )
         table = pd.concat(frames, ignore_index=True)
         metadata: dict = {"dagster/row_count": len(table)}

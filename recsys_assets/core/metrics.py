@@ -30,13 +30,18 @@ test item ``i`` let ``above_i = #{candidates j != i: s_j > s_i} + 0.5 * #{candid
 Ties in the top-k lists go to the lower item index.
 
 Speed: for factor models the score matrix is never materialised. Each numba thread takes a block of
-users, computes ``block_size x item_block_size`` score tiles with a single-threaded BLAS GEMM, and folds
-each tile, while it is in cache, into a size-k heap per user and into the counts ``negabove``: train and
-test items are overwritten with -inf in the tile, a vectorised "anything above the k-th best?" count
-guards the scalar heap update, and one vectorised compare-and-count pass runs per test item, in
-ascending score order, stopping at the first test score nothing reaches. Test items' own scores are
-computed once up front and merged into the heap at the end. Cost is about one GEMM plus ``P_u``
-compare passes over the user's row; with random factors (no early stop) the two are about equal.
+users, computes ``block_size x item_block_size`` score tiles (L2-sized, within the memory budget) with a
+single-threaded BLAS GEMM, and folds each tile in one pass while it is in cache: train and test items
+are overwritten with -inf, then each 512-score chunk (L1-resident) gets a vectorised "anything above
+the k-th best?" check guarding the scalar heap update, and one vectorised pass per test score, in
+ascending order, adding ``2 * #{s > t} + #{s == t}`` (float32 lanes, exact at this size) and stopping at
+the first test score nothing in the chunk reaches. Test items' own scores are computed once up front
+and merged into the heap at the end. Cost is one GEMM plus about ``P_u / 16`` vector compare-adds per
+score (random factors, where nothing stops early, are the slow case).
+
+Baselines cost no score GEMM: :func:`evaluate_popularity` ranks every user by one shared sorted list
+and gives exactly the report of the rank-1 popularity model; :func:`expected_random` gives the random
+baseline's metrics as exact expectations over a uniformly random ranking (not a sample).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.threads import blas_threads, numba_threads
-from recsys_assets.core.topk import as_factor_matrix
+from recsys_assets.core.topk import DEFAULT_MEMORY_BUDGET, as_factor_matrix, tile_shape
 
 __all__ = [
     "MetricsError",
@@ -58,7 +63,9 @@ __all__ = [
     "TopKReport",
     "evaluate_factors",
     "evaluate_ranked_lists",
+    "evaluate_popularity",
     "evaluate_scores",
+    "expected_random",
     "popularity_scores",
     "random_scores",
 ]
@@ -69,8 +76,8 @@ ScoreFn = Callable[[np.ndarray], np.ndarray]
 # Scores are validated finite, so NaN-free maths may be assumed; -inf marks excluded items, so "ninf"
 # must stay off.
 _FASTMATH = {"nnan", "nsz", "arcp", "contract", "reassoc"}
-# Scores per vectorised "anything above the k-th best?" check before the scalar heap scan.
-_SCAN_CHUNK = 256
+# Scores per counting chunk: small enough to stay in L1 across one pass per test score.
+_CHUNK = 512
 
 
 class MetricsError(ValueError):
@@ -162,72 +169,89 @@ def _mask(row: np.ndarray, j0: int, j1: int, indices: np.ndarray, cursor: int, e
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
+def _any_above(chunk: np.ndarray, t: float) -> bool:
+    """Whether any score in ``chunk`` is strictly above ``t``.
+
+    Kernels here loop over whole slices (``range(x.size)``) and count in float32: LLVM vectorises that,
+    not ranges with a variable start (numba's negative-index check blocks it), nor a running maximum.
+    """
+    n = np.float32(0.0)
+    for c in range(chunk.size):
+        n += np.float32(1.0) if chunk[c] > t else np.float32(0.0)
+    return n > 0
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
+def _twice_above(chunk: np.ndarray, t: float) -> float:
+    """``2 * #{s > t} + #{s == t}`` over ``chunk`` (the tie-half rule, doubled to stay integral).
+
+    Counted in float32 lanes, which vectorise best here and are exact below 2**24 (a chunk is far smaller).
+    """
+    acc = np.float32(0.0)
+    for c in range(chunk.size):
+        s = chunk[c]
+        acc += np.float32(1.0) if s > t else np.float32(0.0)
+        acc += np.float32(1.0) if s >= t else np.float32(0.0)
+    return acc
+
+
+@numba.njit(cache=True, fastmath=_FASTMATH)
 def _fold_row(
     row: np.ndarray,
     j0: int,
     hs: np.ndarray,
     hi: np.ndarray,
-    q: np.ndarray,
-    by_score: np.ndarray,
-    neg_above: np.ndarray,
-    neg_tied: np.ndarray,
+    ts: np.ndarray,
+    tp: np.ndarray,
+    twice_neg: np.ndarray,
 ) -> None:
-    """Fold a masked score row for items [j0, j0 + len(row)) into one user's heap and counts.
+    """Fold a masked score row for items [j0, j0 + len(row)) into one user's heap and counts, in one pass.
 
-    Heap: candidates enter only when strictly better than the root; items arrive in increasing index
-    order, so equal scores keep the lower index. A vectorised count of the scores above the root
-    skips the (scalar) heap scan for the chunks where nothing qualifies.
-    Counts: for each test entry p (``by_score`` lists them by ascending ``q``), how many unmasked
-    items score above and equal to ``q[p]``, one vectorised pass each; once nothing reaches a test
-    score, nothing reaches the higher ones either.
+    The row is walked in L1-sized chunks. Heap: a vectorised "anything above the root (the current k-th
+    best)?" check per chunk guards the scalar scan; candidates enter only when strictly
+    better, and items arrive in increasing index order, so equal scores keep the lower index. Counts:
+    ``ts`` holds the user's test scores ascending and ``tp`` their test-entry positions; one vectorised
+    pass per test score adds ``2 * #{s > t} + #{s == t}`` to ``twice_neg``, stopping at the first test
+    score that nothing in the chunk reaches.
     """
     w = row.size
     k = hs.size
     threshold = hs[0]
-    for c0 in range(0, w, _SCAN_CHUNK):
-        c1 = min(c0 + _SCAN_CHUNK, w)
-        n = 0
-        for c in range(c0, c1):
-            if row[c] > threshold:
-                n += 1
-        if n == 0:
-            continue
-        for c in range(c0, c1):
-            s = row[c]
-            if s > threshold:
-                hs[0] = s
-                hi[0] = j0 + c
-                _sift_down(hs, hi, k)
-                threshold = hs[0]
-    for p in by_score:
-        qp = q[p]
-        above = 0
-        tied = 0
-        for c in range(w):
-            s = row[c]
-            if s > qp:
-                above += 1
-            if s == qp:
-                tied += 1
-        if above + tied == 0:
-            break
-        neg_above[p] += above
-        neg_tied[p] += tied
+    for c0 in range(0, w, _CHUNK):
+        chunk = row[c0 : min(c0 + _CHUNK, w)]
+        if _any_above(chunk, threshold):
+            for c in range(chunk.size):
+                s = chunk[c]
+                if s > threshold:
+                    hs[0] = s
+                    hi[0] = j0 + c0 + c
+                    _sift_down(hs, hi, k)
+                    threshold = hs[0]
+        for i in range(ts.size):
+            twice = _twice_above(chunk, ts[i])
+            if twice == 0:
+                break  # nothing reaches this test score, so nothing reaches the higher ones either
+            twice_neg[tp[i]] += np.int64(twice)
 
 
 @numba.njit(cache=True)
-def _sort_by_score(q: np.ndarray, p0: int, p1: int, order: np.ndarray) -> None:
-    """Write the test positions p0..p1-1 into ``order[p0:p1]`` by ascending score ``q``."""
+def _sort_by_score(q: np.ndarray, p0: int, p1: int, order: np.ndarray, ts: np.ndarray) -> None:
+    """Write the test positions p0..p1-1 into ``order[p0:p1]`` by ascending score ``q``, and those
+    scores, ascending, into ``ts[p0:p1]``."""
     order[p0:p1] = p0 + np.argsort(q[p0:p1])
+    for p in range(p0, p1):
+        ts[p] = q[order[p]]
 
 
 @numba.njit(cache=True, parallel=True)
-def _order_by_score(users: np.ndarray, te_ptr: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Per evaluated user, their test positions by ascending score (other users' slots stay 0)."""
+def _order_by_score(users: np.ndarray, te_ptr: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per evaluated user, their test positions by ascending score and those scores (other users'
+    slots stay 0)."""
     order = np.zeros(q.size, dtype=np.int64)
+    ts = np.zeros(q.size, dtype=np.float32)
     for e in numba.prange(users.size):
-        _sort_by_score(q, te_ptr[users[e]], te_ptr[users[e] + 1], order)
-    return order
+        _sort_by_score(q, te_ptr[users[e]], te_ptr[users[e] + 1], order, ts)
+    return order, ts
 
 
 @numba.njit(cache=True, parallel=True)
@@ -239,14 +263,13 @@ def _fold_factor_tiles(
     tr_idx: np.ndarray,
     te_ptr: np.ndarray,
     te_idx: np.ndarray,
-    q: np.ndarray,
     order: np.ndarray,
+    ts: np.ndarray,
     block_size: int,
     item_block_size: int,
     top_s: np.ndarray,
     top_i: np.ndarray,
-    neg_above: np.ndarray,
-    neg_tied: np.ndarray,
+    twice_neg: np.ndarray,
 ) -> None:
     """Score tiles ``user_factors[users] @ item_factors.T`` by BLAS, one thread per user block, and fold."""
     n_eval = users.size
@@ -274,8 +297,9 @@ def _fold_factor_tiles(
                 row = tile[r]
                 tr_cur[r] = _mask(row, j0, j1, tr_idx, tr_cur[r], tr_ptr[u + 1])
                 te_cur[r] = _mask(row, j0, j1, te_idx, te_cur[r], te_ptr[u + 1])
-                by_score = order[te_ptr[u] : te_ptr[u + 1]]
-                _fold_row(row, j0, top_s[e], top_i[e], q, by_score, neg_above, neg_tied)
+                p0 = te_ptr[u]
+                p1 = te_ptr[u + 1]
+                _fold_row(row, j0, top_s[e], top_i[e], ts[p0:p1], order[p0:p1], twice_neg)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -289,10 +313,10 @@ def _fold_score_rows(
     te_idx: np.ndarray,
     q: np.ndarray,
     order: np.ndarray,
+    ts: np.ndarray,
     top_s: np.ndarray,
     top_i: np.ndarray,
-    neg_above: np.ndarray,
-    neg_tied: np.ndarray,
+    twice_neg: np.ndarray,
 ) -> None:
     """Fold full score rows (evaluated users ``e0 + r``) into heaps and counts; rows are overwritten."""
     n_items = scores.shape[1]
@@ -304,8 +328,63 @@ def _fold_score_rows(
             q[p] = row[te_idx[p]]
         _mask(row, 0, n_items, tr_idx, tr_ptr[u], tr_ptr[u + 1])
         _mask(row, 0, n_items, te_idx, te_ptr[u], te_ptr[u + 1])
-        _sort_by_score(q, te_ptr[u], te_ptr[u + 1], order)
-        _fold_row(row, 0, top_s[e], top_i[e], q, order[te_ptr[u] : te_ptr[u + 1]], neg_above, neg_tied)
+        p0 = te_ptr[u]
+        p1 = te_ptr[u + 1]
+        _sort_by_score(q, p0, p1, order, ts)
+        _fold_row(row, 0, top_s[e], top_i[e], ts[p0:p1], order[p0:p1], twice_neg)
+
+
+@numba.njit(cache=True, parallel=True)
+def _popularity_fold(
+    pop: np.ndarray,
+    by_rank: np.ndarray,
+    n_greater: np.ndarray,
+    n_equal: np.ndarray,
+    users: np.ndarray,
+    tr_ptr: np.ndarray,
+    tr_idx: np.ndarray,
+    te_ptr: np.ndarray,
+    te_idx: np.ndarray,
+    top_i: np.ndarray,
+    twice_neg: np.ndarray,
+) -> None:
+    """Top-k lists and ``2 * above + tied`` counts of every evaluated user for one shared score row.
+
+    ``by_rank`` lists the items best first (score descending, then index ascending: the heap's order), so
+    a user's top-k is the first k items of it that are not in their train row. The count of a test item
+    with score ``c`` is the global ``2 * n_greater[c] + n_equal[c]`` minus the same count over the user's
+    own train and test items (the only non-candidates), found by binary search in their sorted scores.
+    """
+    k = top_i.shape[1]
+    for e in numba.prange(users.size):
+        u = users[e]
+        a0 = tr_ptr[u]
+        a1 = tr_ptr[u + 1]
+        filled = 0
+        for r in range(by_rank.size):
+            if filled == k:
+                break
+            item = by_rank[r]
+            j = a0 + np.searchsorted(tr_idx[a0:a1], item)
+            if j < a1 and tr_idx[j] == item:
+                continue
+            top_i[e, filled] = item
+            filled += 1
+        b0 = te_ptr[u]
+        b1 = te_ptr[u + 1]
+        own = np.empty((a1 - a0) + (b1 - b0), dtype=pop.dtype)
+        for j in range(a0, a1):
+            own[j - a0] = pop[tr_idx[j]]
+        for j in range(b0, b1):
+            own[(a1 - a0) + j - b0] = pop[te_idx[j]]
+        own.sort()
+        for p in range(b0, b1):
+            c = pop[te_idx[p]]
+            lo = np.searchsorted(own, c, side="left")
+            hi = np.searchsorted(own, c, side="right")
+            greater = n_greater[p] - (own.size - hi)
+            equal = n_equal[p] - (hi - lo)
+            twice_neg[p] = 2 * greater + equal
 
 
 @numba.njit(cache=True, parallel=True)
@@ -402,8 +481,7 @@ def _rank_metrics(
     tr_ptr: np.ndarray,
     te_ptr: np.ndarray,
     q: np.ndarray,
-    neg_above: np.ndarray,
-    neg_tied: np.ndarray,
+    twice_neg: np.ndarray,
     n_items: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-user full AUC (NaN without negatives) and per-test-entry percentile rank (NaN if N_u = 1)."""
@@ -418,7 +496,7 @@ def _rank_metrics(
         n_neg = n_cand - n_pos
         neg_sum = 0.0
         for p in range(p0, p1):
-            neg = neg_above[p] + 0.5 * neg_tied[p]
+            neg = 0.5 * twice_neg[p]  # exact: twice_neg is an integer below 2**53
             neg_sum += neg
             pos = 0.0
             for p2 in range(p0, p1):
@@ -539,11 +617,10 @@ def _report(
     k: int,
     top_i: np.ndarray,
     q: np.ndarray,
-    neg_above: np.ndarray,
-    neg_tied: np.ndarray,
+    twice_neg: np.ndarray,
 ) -> RankingReport:
     lists = _topk_report(top_i, data.users, data.te_ptr, data.te_idx, k, data.n_items)
-    auc, rank = _rank_metrics(data.users, data.tr_ptr, data.te_ptr, q, neg_above, neg_tied, data.n_items)
+    auc, rank = _rank_metrics(data.users, data.tr_ptr, data.te_ptr, q, twice_neg, data.n_items)
     ranked = ~np.isnan(rank)
     weights = data.te_val[ranked]
     return RankingReport(
@@ -579,12 +656,12 @@ def _topk_report(
     )
 
 
-def _new_state(data: _Interactions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _new_state(data: _Interactions, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty top-k heaps per evaluated user and the ``2 * above + tied`` count per test entry."""
     top_s = np.full((data.users.size, k), -np.inf, dtype=np.float32)
     top_i = np.full((data.users.size, k), -1, dtype=np.int32)
-    neg_above = np.zeros(data.te_idx.size, dtype=np.int64)
-    neg_tied = np.zeros(data.te_idx.size, dtype=np.int64)
-    return top_s, top_i, neg_above, neg_tied
+    twice_neg = np.zeros(data.te_idx.size, dtype=np.int64)
+    return top_s, top_i, twice_neg
 
 
 def evaluate_factors(
@@ -594,8 +671,9 @@ def evaluate_factors(
     test: sp.spmatrix | sp.sparray,
     k: int = 10,
     threads: int | None = None,
-    block_size: int = 256,
-    item_block_size: int = 2048,
+    block_size: int | None = None,
+    item_block_size: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> RankingReport:
     """Evaluate the dot-product model ``score[u, i] = user_factors[u] . item_factors[i]`` on a split.
 
@@ -611,10 +689,10 @@ def evaluate_factors(
             values (>= 0) the MPR weights.
         k: list length for the top-k metrics, 1 <= k <= n_items.
         threads: numba threads (each runs its own single-threaded GEMMs); None = all cores.
-        block_size: users per score tile.
-        item_block_size: items per score tile. The defaults (a 2 MiB tile per thread) were the fastest of
-            128-512 x 1024-4096 at 4000 users x 300K items x 64 factors on 2 cores (within noise of
-            512 x 1024; 256 x 4096 was ~12 % slower).
+        block_size, item_block_size: users x items per score tile and thread (default 256 x 1024, 1 MiB:
+            one core's L2 here); see :func:`recsys_assets.core.topk.tile_shape`. Results do not depend
+            on them.
+        memory_budget_bytes: the tiles of all threads stay within half of it (shrinking the defaults).
     """
     data = _interactions(train, test)
     k = _check_k(k, data.n_items)
@@ -624,12 +702,16 @@ def evaluate_factors(
         raise MetricsError(
             f"user_factors have {user_factors.shape[1]} columns but item_factors {item_factors.shape[1]}"
         )
-    if block_size < 1 or item_block_size < 1:
-        raise MetricsError(f"block sizes must be positive, got {block_size}, {item_block_size}")
-    top_s, top_i, neg_above, neg_tied = _new_state(data, k)
+    try:
+        rows, cols = tile_shape(
+            data.users.size, data.n_items, threads, block_size, item_block_size, memory_budget_bytes
+        )
+    except ValueError as error:
+        raise MetricsError(str(error)) from None
+    top_s, top_i, twice_neg = _new_state(data, k)
     with numba_threads(threads):
         q = _test_scores(user_factors, item_factors, data.users, data.te_ptr, data.te_idx)
-        order = _order_by_score(data.users, data.te_ptr, q)
+        order, ts = _order_by_score(data.users, data.te_ptr, q)
         _fold_factor_tiles(
             user_factors,
             item_factors,
@@ -638,17 +720,16 @@ def evaluate_factors(
             data.tr_idx,
             data.te_ptr,
             data.te_idx,
-            q,
             order,
-            int(block_size),
-            int(min(item_block_size, data.n_items)),
+            ts,
+            rows,
+            cols,
             top_s,
             top_i,
-            neg_above,
-            neg_tied,
+            twice_neg,
         )
         _finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
-        return _report(data, k, top_i, q, neg_above, neg_tied)
+        return _report(data, k, top_i, q, twice_neg)
 
 
 def evaluate_scores(
@@ -657,22 +738,30 @@ def evaluate_scores(
     test: sp.spmatrix | sp.sparray,
     k: int = 10,
     threads: int | None = None,
-    block_size: int = 256,
+    block_size: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> RankingReport:
     """Evaluate any model given as ``score_fn(user_ids) -> (len(user_ids), n_items)`` scores.
 
     Same metrics, candidate sets, tie rules and kernel as :func:`evaluate_factors` (only where the score
     rows come from differs), so baselines and factor models are comparable. ``score_fn`` is called on
     consecutive blocks of at most ``block_size`` evaluated users (ascending ids) under ``threads`` BLAS
-    threads; its rows are copied to float32 and must be finite.
+    threads; its rows are copied to float32 and must be finite. Without ``block_size``, a block holds as
+    many users (at most 256) as fit twice (the function's result and the float32 copy) in
+    ``memory_budget_bytes``.
     """
     data = _interactions(train, test)
     k = _check_k(k, data.n_items)
+    if memory_budget_bytes < 1:
+        raise MetricsError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
+    if block_size is None:
+        block_size = max(1, min(256, memory_budget_bytes // (2 * 4 * data.n_items)))
     if block_size < 1:
         raise MetricsError(f"block_size must be positive, got {block_size}")
-    top_s, top_i, neg_above, neg_tied = _new_state(data, k)
+    top_s, top_i, twice_neg = _new_state(data, k)
     q = np.zeros(data.te_idx.size, dtype=np.float32)
     order = np.zeros(data.te_idx.size, dtype=np.int64)
+    ts = np.zeros(data.te_idx.size, dtype=np.float32)
     for e0 in range(0, data.users.size, block_size):
         block = data.users[e0 : e0 + block_size]
         with blas_threads(threads):
@@ -695,14 +784,125 @@ def evaluate_scores(
                 data.te_idx,
                 q,
                 order,
+                ts,
                 top_s,
                 top_i,
-                neg_above,
-                neg_tied,
+                twice_neg,
             )
     with numba_threads(threads):
         _finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
-        return _report(data, k, top_i, q, neg_above, neg_tied)
+        return _report(data, k, top_i, q, twice_neg)
+
+
+def evaluate_popularity(
+    train: sp.spmatrix | sp.sparray,
+    test: sp.spmatrix | sp.sparray,
+    k: int = 10,
+    threads: int | None = None,
+) -> RankingReport:
+    """The popularity baseline (every user's scores are :func:`popularity_scores`) without a score GEMM.
+
+    Exactly the report :func:`evaluate_factors` gives for the rank-1 model
+    ``(np.ones((n_users, 1)), popularity_scores(train)[:, None])`` — same candidates, tie rules and
+    arithmetic — but every user is ranked by one shared sorted list: a user's top-k is the first k items
+    of the global order not in their train row, and a test item's count of candidates scoring above it is
+    the global count minus the user's own train and test items above it. Cost: a sort of the items plus
+    O(k + (train + test items) log) per user.
+    """
+    data = _interactions(train, test)
+    k = _check_k(k, data.n_items)
+    pop = popularity_scores(train)
+    by_rank = np.lexsort((np.arange(data.n_items), -pop)).astype(np.int64)
+    # Items scoring strictly above / exactly at each test entry's score, over all items.
+    q = pop[data.te_idx]
+    ascending = np.sort(pop)
+    n_greater = (data.n_items - np.searchsorted(ascending, q, side="right")).astype(np.int64)
+    n_equal = (
+        np.searchsorted(ascending, q, side="right") - np.searchsorted(ascending, q, side="left")
+    ).astype(np.int64)
+    top_s, top_i, twice_neg = _new_state(data, k)
+    with numba_threads(threads):
+        _popularity_fold(
+            pop,
+            by_rank,
+            n_greater,
+            n_equal,
+            data.users,
+            data.tr_ptr,
+            data.tr_idx,
+            data.te_ptr,
+            data.te_idx,
+            top_i,
+            twice_neg,
+        )
+        return _report(data, k, top_i, q, twice_neg)
+
+
+def expected_random(
+    train: sp.spmatrix | sp.sparray, test: sp.spmatrix | sp.sparray, k: int = 10
+) -> RankingReport:
+    """The random baseline's metrics as exact expectations, without scoring anything.
+
+    The model ranks each evaluated user's ``N`` candidates in a uniformly random order (i.i.d. continuous
+    scores). With ``P`` test items and ``L = min(k, N)`` list slots, position ``i`` holds a test item with
+    probability ``P / N`` and, given that, ``i * (P - 1) / (N - 1)`` test items are expected above it, so:
+
+    * E[hits] = L P / N; precision = sum E[hits] / sum min(k, P); recall = mean L / N
+    * E[AP] = sum_{i<L} (P / N) (1 + i (P - 1) / (N - 1)) / (i + 1) / min(k, P)
+    * E[NDCG] = sum_{i<L} (P / N) / log2(i + 2) / IDCG
+    * AUC, MPR and unweighted MPR = 0.5 (each pair is ordered either way with probability 1/2)
+    * coverage = sum over items of P(the item is in some evaluated user's list) / n_items, with
+      P = 1 - prod over users with the item among their candidates of (1 - L / N).
+
+    Precision, recall, MAP, NDCG, AUC and MPR are the expectations of :func:`evaluate_scores` with
+    :func:`random_scores` (up to its rare ties, which it breaks by item index); coverage is the expected
+    size of the union divided by ``n_items``. The numbers are expectations, not a sample.
+    """
+    data = _interactions(train, test)
+    k = _check_k(k, data.n_items)
+    users = data.users
+    n_pos = np.diff(data.te_ptr)[users].astype(np.float64)
+    n_cand = (data.n_items - np.diff(data.tr_ptr)[users]).astype(np.float64)
+    slots = np.minimum(k, n_cand)
+    cutoff = np.minimum(k, n_pos)
+    p_hit = n_pos / n_cand
+    positions = np.arange(k, dtype=np.float64)
+    inside = positions[None, :] < slots[:, None]
+    # Expected test items above a hit at position i; with a single candidate there is no "other".
+    others = np.divide(n_pos - 1, n_cand - 1, out=np.zeros_like(n_pos), where=n_cand > 1)
+    ap = (inside * p_hit[:, None] * (1 + positions[None, :] * others[:, None]) / (positions + 1)).sum(axis=1)
+    discount = 1.0 / np.log2(positions + 2)
+    dcg = (inside * p_hit[:, None] * discount[None, :]).sum(axis=1)
+    idcg = np.cumsum(discount)[cutoff.astype(np.int64) - 1]
+    hits = slots * p_hit
+    has_negatives = (n_cand - n_pos) > 0
+    ranked = n_cand > 1
+    weights = data.te_val[np.repeat(ranked, n_pos.astype(np.int64))]
+    # log P(item j in nobody's list) = sum over evaluated users with j a candidate of log(1 - L / N);
+    # users whose whole candidate set is listed (L = N) list every candidate for certain.
+    miss = 1.0 - slots / n_cand
+    certain = miss == 0
+    log_miss = np.log(np.where(certain, 1.0, miss))
+    in_train = sp.csr_matrix(
+        (np.ones(data.tr_idx.size), data.tr_idx, data.tr_ptr), shape=(data.n_users, data.n_items)
+    )[users]
+    train_log = in_train.T @ log_miss
+    train_certain = in_train.T @ certain.astype(np.float64)
+    log_none = log_miss.sum() - train_log
+    none_certain = (certain.sum() - train_certain) > 0
+    covered = np.where(none_certain, 1.0, -np.expm1(log_none))
+    return RankingReport(
+        k=k,
+        n_users=int(users.size),
+        precision=float(hits.sum() / cutoff.sum()),
+        recall=float((hits / n_pos).mean()),
+        map=float((ap / cutoff).mean()),
+        ndcg=float((dcg / idcg).mean()),
+        auc=0.5 if has_negatives.any() else float("nan"),
+        mpr=0.5 if weights.sum() > 0 else float("nan"),
+        mpr_unweighted=0.5 if ranked.any() else float("nan"),
+        coverage=float(covered.sum() / data.n_items),
+    )
 
 
 def popularity_scores(train: sp.spmatrix | sp.sparray) -> np.ndarray:

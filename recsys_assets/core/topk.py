@@ -1,10 +1,11 @@
 """Exact top-k by inner product and cosine, blocked so memory stays bounded.
 
-The score matrix ``queries @ items.T`` is never materialised: it is computed one tile
-(``block_rows`` queries x ``block_cols`` items) at a time with BLAS, and a numba kernel folds each tile
-into one small min-heap of size ``k`` per query. The heap root is the current k-th best score, so almost
-every candidate is rejected by a single comparison (the cheap pre-filter); only the few that beat it pay
-for a heap update.
+The score matrix ``queries @ items.T`` is never materialised. Each numba thread takes a block of queries
+and computes one ``block_rows x block_cols`` float32 tile at a time with a single-threaded BLAS GEMM
+(L2-sized by default), then folds it, while it is in cache, into one small min-heap of size ``k`` per
+query. The heap root is the current k-th best score; a vectorised maximum over 64 scores rejects almost
+every slice with one comparison, and only the few scores that beat the root pay for a heap update. Cost
+is about the GEMM alone (``bench/evaluate.py --mode recommend``).
 
 Ties are broken by the lower item index: tiles are visited in increasing item order, so a candidate that
 merely equals the current k-th best score always has a higher index than it and is rejected.
@@ -16,9 +17,25 @@ import numba
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 
-from recsys_assets.core.threads import blas_threads, numba_threads
+from recsys_assets.core.threads import numba_threads, resolve_threads
 
-__all__ = ["cosine_topk", "normalize_rows", "topk_dot"]
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "TILE_COLS",
+    "TILE_ROWS",
+    "cosine_topk",
+    "normalize_rows",
+    "tile_shape",
+    "topk_dot",
+]
+
+DEFAULT_MEMORY_BUDGET = 1 << 30
+"""Bytes the score tiles of a blocked product may use when the caller gives no budget (1 GiB)."""
+# Default tile per thread: 256 x 1024 float32 = 1 MiB, one core's L2 on the development machine.
+TILE_ROWS = 256
+TILE_COLS = 1024
+# Scores per vectorised "anything above the k-th best?" check before a scalar heap scan.
+_SCAN = 64
 
 
 @numba.njit(cache=True, inline="always")
@@ -48,47 +65,77 @@ def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
     hi[pos] = i
 
 
+@numba.njit(cache=True, fastmath={"nnan", "nsz", "arcp", "contract", "reassoc"})
+def _fold_row(row: np.ndarray, col0: int, hs: np.ndarray, hi: np.ndarray) -> None:
+    """Fold one masked score row (items ``col0 + c``) into one query's heap.
+
+    A vectorised maximum per ``_SCAN`` scores guards the scalar scan: only slices with a score above the
+    root (the current k-th best) are scanned, and there only strictly better scores enter.
+    """
+    k = hs.size
+    threshold = hs[0]
+    w = row.size
+    for b0 in range(0, w, _SCAN):
+        b1 = min(b0 + _SCAN, w)
+        # A whole-slice loop: LLVM vectorises it (a range with a variable start it does not).
+        part = row[b0:b1]
+        top = np.float32(-np.inf)
+        for c in range(part.size):
+            s = part[c]
+            top = s if s > top else top
+        if top > threshold:
+            for c in range(b0, b1):
+                s = row[c]
+                if s > threshold:
+                    hs[0] = s
+                    hi[0] = col0 + c
+                    _sift_down(hs, hi, 0, k)
+                    threshold = hs[0]
+
+
 @numba.njit(cache=True, parallel=True)
-def _fold_tile(
-    tile: np.ndarray,
-    row0: int,
-    col0: int,
-    heap_s: np.ndarray,
-    heap_i: np.ndarray,
+def _topk_tiles(
+    queries: np.ndarray,
+    items: np.ndarray,
     ex_indptr: np.ndarray,
     ex_indices: np.ndarray,
-    ex_cursor: np.ndarray,
     exclude_self: bool,
+    block_rows: int,
+    block_cols: int,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
 ) -> None:
-    """Fold the score tile for queries ``row0 + r`` and items ``col0 + c`` into the per-query heaps.
+    """Score tiles ``queries[block] @ items[cols].T`` by BLAS, one thread per query block, and fold each
+    tile into the per-query heaps while it is in cache.
 
-    Excluded items are overwritten with -inf in the tile, which the strict ``>`` test never admits.
-    ``ex_cursor[r]`` walks the (sorted) excluded items of query ``row0 + r`` across successive tiles.
+    Excluded items are overwritten with -inf in the tile, which the strict ``>`` test never admits; a
+    cursor per query walks its (sorted) excluded items across the item tiles.
     """
-    nb, mb = tile.shape
-    k = heap_s.shape[1]
-    col1 = col0 + mb
-    for r in numba.prange(nb):
-        row = tile[r]
-        q = row0 + r
-        pos = ex_cursor[q]
-        end = ex_indptr[q + 1]
-        while pos < end and ex_indices[pos] < col1:
-            row[ex_indices[pos] - col0] = -np.inf
-            pos += 1
-        ex_cursor[q] = pos
-        if exclude_self and col0 <= q < col1:
-            row[q - col0] = -np.inf
-        hs = heap_s[q]
-        hi = heap_i[q]
-        threshold = hs[0]
-        for c in range(mb):
-            s = row[c]
-            if s > threshold:
-                hs[0] = s
-                hi[0] = col0 + c
-                _sift_down(hs, hi, 0, k)
-                threshold = hs[0]
+    n = queries.shape[0]
+    m = items.shape[0]
+    n_blocks = (n + block_rows - 1) // block_rows
+    for b in numba.prange(n_blocks):
+        r0 = b * block_rows
+        nb = min(block_rows, n - r0)
+        block = queries[r0 : r0 + nb]
+        cursor = ex_indptr[r0 : r0 + nb].copy()
+        buffer = np.empty(nb * block_cols, dtype=np.float32)
+        for col0 in range(0, m, block_cols):
+            col1 = min(col0 + block_cols, m)
+            tile = buffer[: nb * (col1 - col0)].reshape((nb, col1 - col0))
+            np.dot(block, items[col0:col1].T, tile)
+            for r in range(nb):
+                q = r0 + r
+                row = tile[r]
+                pos = cursor[r]
+                end = ex_indptr[q + 1]
+                while pos < end and ex_indices[pos] < col1:
+                    row[ex_indices[pos] - col0] = -np.inf
+                    pos += 1
+                cursor[r] = pos
+                if exclude_self and col0 <= q < col1:
+                    row[q - col0] = -np.inf
+                _fold_row(row, col0, heap_s[q], heap_i[q])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -123,15 +170,45 @@ def as_factor_matrix(name: str, x: object, error: type[Exception] = ValueError) 
     return x
 
 
+def tile_shape(
+    n_rows: int,
+    n_cols: int,
+    threads: int | None,
+    block_rows: int | None = None,
+    block_cols: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[int, int]:
+    """Rows x columns of the float32 score tile each thread computes and folds.
+
+    The given sizes, else the defaults (``TILE_ROWS x TILE_COLS``: 1 MiB, one core's L2 here), clipped to
+    the matrix, then halved (rows first) until one tile per thread fits in half of
+    ``memory_budget_bytes``. Raises ValueError on a non-positive size or budget.
+    """
+    if memory_budget_bytes < 1:
+        raise ValueError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
+    rows = TILE_ROWS if block_rows is None else int(block_rows)
+    cols = TILE_COLS if block_cols is None else int(block_cols)
+    if rows < 1 or cols < 1:
+        raise ValueError(f"block_rows and block_cols must be positive, got {rows}, {cols}")
+    rows, cols = min(rows, max(n_rows, 1)), min(cols, max(n_cols, 1))
+    per_tile = memory_budget_bytes // (2 * 4 * resolve_threads(threads))
+    while rows * cols > per_tile and rows > 1:
+        rows = max(1, rows // 2)
+    while rows * cols > per_tile and cols > 1:
+        cols = max(1, cols // 2)
+    return rows, cols
+
+
 def topk_dot(
     queries: np.ndarray,
     items: np.ndarray,
     k: int,
     exclude: csr_matrix | None = None,
     exclude_self: bool = False,
-    block_rows: int = 4096,
-    block_cols: int = 8192,
+    block_rows: int | None = None,
+    block_cols: int | None = None,
     threads: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` items per query by inner product ``score[q, i] = queries[q] @ items[i]``.
 
@@ -143,14 +220,16 @@ def topk_dot(
     exclude : optional (n, m) sparse matrix; its stored entries (any value) are items removed from that
         query's candidates, e.g. the artists a user already played.
     exclude_self : remove item ``q`` from query row ``q`` (item-item lists where ``queries`` are the items).
-    block_rows, block_cols : tile shape; memory beyond the outputs is ``block_rows * block_cols`` float32.
-    threads : threads for both the BLAS products and the numba selection (they alternate, never nest).
+    block_rows, block_cols : tile shape per thread (see :func:`tile_shape`); the results do not depend on it.
+    threads : numba threads; each computes its own tiles with a single-threaded BLAS GEMM.
+    memory_budget_bytes : the tiles of all threads stay within half of it.
 
     Returns
     -------
     indices : (n, k) int32, best first; ties go to the lower item index.
     scores : (n, k) float32, matching inner products.
     Rows with fewer than ``k`` candidates are padded with index -1 and score ``-inf``.
+    Memory beyond the inputs and outputs: one tile per thread and the (sorted) exclusion indices.
     """
     queries = as_factor_matrix("queries", queries)
     items = as_factor_matrix("items", items)
@@ -161,8 +240,7 @@ def topk_dot(
         )
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
-    if block_rows < 1 or block_cols < 1:
-        raise ValueError(f"block_rows and block_cols must be positive, got {block_rows}, {block_cols}")
+    rows, cols = tile_shape(n, m, threads, block_rows, block_cols, memory_budget_bytes)
     k = int(k)
     if exclude is not None:
         if not issparse(exclude):
@@ -173,28 +251,16 @@ def topk_dot(
         if not exclude.has_sorted_indices:
             exclude = exclude.sorted_indices()
         ex_indptr = exclude.indptr.astype(np.int64)
-        ex_indices = exclude.indices.astype(np.int64)
+        ex_indices = exclude.indices.astype(np.int32)
     else:
         ex_indptr = np.zeros(n + 1, dtype=np.int64)
-        ex_indices = np.zeros(0, dtype=np.int64)
-    ex_cursor = ex_indptr[:-1].copy()
+        ex_indices = np.zeros(0, dtype=np.int32)
 
     heap_s = np.full((n, k), -np.inf, dtype=np.float32)
     heap_i = np.full((n, k), -1, dtype=np.int32)
-    rows_per_tile = min(block_rows, max(n, 1))
-    cols_per_tile = min(block_cols, max(m, 1))
-    buffer = np.empty(rows_per_tile * cols_per_tile, dtype=np.float32)
-    for r0 in range(0, n, rows_per_tile):
-        r1 = min(r0 + rows_per_tile, n)
-        for c0 in range(0, m, cols_per_tile):
-            c1 = min(c0 + cols_per_tile, m)
-            # A contiguous prefix of the buffer, so matmul writes straight into it through BLAS.
-            tile = buffer[: (r1 - r0) * (c1 - c0)].reshape(r1 - r0, c1 - c0)
-            with blas_threads(threads):
-                np.matmul(queries[r0:r1], items[c0:c1].T, out=tile)
-            with numba_threads(threads):
-                _fold_tile(tile, r0, c0, heap_s, heap_i, ex_indptr, ex_indices, ex_cursor, exclude_self)
     with numba_threads(threads):
+        if n and m:
+            _topk_tiles(queries, items, ex_indptr, ex_indices, bool(exclude_self), rows, cols, heap_s, heap_i)
         _sort_heaps(heap_s, heap_i)
     return heap_i, heap_s
 
@@ -212,9 +278,10 @@ def cosine_topk(
     k: int,
     exclude_self: bool = True,
     query_ids: np.ndarray | None = None,
-    block_rows: int = 4096,
-    block_cols: int = 8192,
+    block_rows: int | None = None,
+    block_cols: int | None = None,
     threads: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` neighbours by cosine similarity ``v_q . v_i / (||v_q|| ||v_i||)`` among rows of ``vectors``.
 
@@ -224,7 +291,7 @@ def cosine_topk(
     k : neighbours per query.
     exclude_self : a query is never its own neighbour.
     query_ids : optional int array (n,) of the rows to query (default: all ``m`` rows, ``n = m``).
-    block_rows, block_cols, threads : as in :func:`topk_dot`.
+    block_rows, block_cols, threads, memory_budget_bytes : as in :func:`topk_dot`.
 
     Returns
     -------
@@ -271,6 +338,7 @@ def cosine_topk(
             block_rows=block_rows,
             block_cols=block_cols,
             threads=threads,
+            memory_budget_bytes=memory_budget_bytes,
         )
         found = sub_idx >= 0
         indices[live] = np.where(found, nonzero[np.maximum(sub_idx, 0)], -1)
