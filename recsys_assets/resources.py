@@ -9,8 +9,9 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.sql import read_sql
-from recsys_assets.storage import ARTIFACT_DIR, WAREHOUSE_FILE, Catalog, load_artifact, save_artifact
+from recsys_assets.storage import ARTIFACT_DIR, WAREHOUSE_FILE, load_artifact, save_artifact
 
 
 class ArtifactIOManager(dg.ConfigurableIOManager):

@@ -32,7 +32,11 @@ MODELS = ("als", "lsa")
 
 @dataclass
 class IndexRef:
-    """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``)."""
+    """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``).
+
+    ``path`` is relative to ``$RECSYS_HOME`` (a moved or copied home opens its own index): resolve it
+    with :meth:`file`.
+    """
 
     model: str
     backend: str
@@ -41,6 +45,10 @@ class IndexRef:
     n_items: int
     dim: int
     file_hash: str
+
+    def file(self, home: str | Path) -> Path:
+        """The index file inside ``home``."""
+        return Path(home) / self.path
 
 
 def _file_hash(path: Path) -> str:
@@ -51,8 +59,9 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: int) -> IndexRef:
-    """Build the configured index over the artist factors and save it atomically at ``path``."""
+def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: int, home: Path) -> IndexRef:
+    """Build the configured index over the artist factors and save it atomically at ``path`` (a file
+    under ``home``, recorded relative to it)."""
     params = ann.build_params()
     index = build_index(
         factors.item_factors,
@@ -67,7 +76,7 @@ def build_ann_index(factors: FactorSet, ann: AnnSettings, path: Path, threads: i
     return IndexRef(
         model=factors.model,
         backend=ann.backend,
-        path=str(path),
+        path=str(Path(path).relative_to(home)),
         build_params=params,
         n_items=int(factors.item_factors.shape[0]),
         dim=int(factors.item_factors.shape[1]),
@@ -82,12 +91,13 @@ def related_method(related: RelatedSettings, n_artists: int) -> str:
     return "exact" if n_artists <= related.exact_max_artists else "ann"
 
 
-def open_index(ref: IndexRef, ann: AnnSettings, k: int) -> AnnIndex:
-    """Load a built index with the configured query parameters, widened for ``k`` neighbours.
+def open_index(ref: IndexRef, home: str | Path, ann: AnnSettings, k: int) -> AnnIndex:
+    """Load a built index (its file under ``home``) with the configured query parameters, widened for
+    ``k`` neighbours.
 
     Query parameters are not part of the index file, so changing them re-runs only the readers.
     """
-    index = load_index(Path(ref.path))
+    index = load_index(ref.file(home))
     if isinstance(index, AnnoyCosineIndex):
         # search_k is tuned for 10 neighbours; Annoy's own default scales it with k.
         index.search_k = max(ann.search_k, ann.n_trees * k) if ann.search_k > 0 else -1
@@ -97,7 +107,13 @@ def open_index(ref: IndexRef, ann: AnnSettings, k: int) -> AnnIndex:
 
 
 def related_lists(
-    ref: IndexRef, factors: FactorSet, ann: AnnSettings, related: RelatedSettings, seed: int, threads: int
+    ref: IndexRef,
+    home: str | Path,
+    factors: FactorSet,
+    ann: AnnSettings,
+    related: RelatedSettings,
+    seed: int,
+    threads: int,
 ) -> tuple[pd.DataFrame, float, str]:
     """Top-``n`` related artists (cosine) for every artist, the method used, and recall@10 of the answers
     against exact cosine top-10 on ``recall_sample`` seeded random artists with a non-zero vector
@@ -106,7 +122,7 @@ def related_lists(
     if method == "exact":
         ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
         return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
-    ids, scores = related_items(open_index(ref, ann, n), n, threads=threads)
+    ids, scores = related_items(open_index(ref, home, ann, n), n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
@@ -173,12 +189,13 @@ def build_related_assets(settings: Settings) -> list:
             ins={"factors": dg.AssetIn(f"{model}_factors")},
             group_name="indexes",
             kinds={ann.backend},
-            code_version=code_version("ann_index-1", ann.build_params()),
+            code_version=code_version("ann_index-2", ann.build_params()),
             description=f"{ann.backend} index (angular / cosine) over the {model} artist factors.",
         )
         def _index(store: RecsysStore, factors: FactorSet) -> dg.Output[IndexRef]:
             suffix = "ann" if ann.backend == "annoy" else "hnsw"
-            ref = build_ann_index(factors, ann, store.artifact_path(f"{model}_ann_index.{suffix}"), threads)
+            path = store.artifact_path(f"{model}_ann_index.{suffix}")
+            ref = build_ann_index(factors, ann, path, threads, Path(store.home))
             return dg.Output(
                 ref,
                 data_version=dg.DataVersion(ref.file_hash),
@@ -207,6 +224,7 @@ def build_related_assets(settings: Settings) -> list:
     )
     def related_artists(
         warehouse: DuckDBResource,
+        store: RecsysStore,
         als_ann_index: IndexRef,
         lsa_ann_index: IndexRef,
         als_factors: FactorSet,
@@ -215,7 +233,7 @@ def build_related_assets(settings: Settings) -> list:
         frames, recalls, methods = [], {}, {}
         for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
             frame, recalls[ref.model], methods[ref.model] = related_lists(
-                ref, factors, ann, related, ann.seed, threads
+                ref, store.home, factors, ann, related, ann.seed, threads
             )
             frames.append(frame)
         table = pd.concat(frames, ignore_index=True)
@@ -279,6 +297,7 @@ def build_related_assets(settings: Settings) -> list:
     )
     def artist_aliases(
         warehouse: DuckDBResource,
+        store: RecsysStore,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         als_ann_index: IndexRef,
@@ -289,7 +308,7 @@ def build_related_assets(settings: Settings) -> list:
         for factors, ref in ((als_factors, als_ann_index), (lsa_factors, lsa_ann_index)):
             # Large catalogues: the neighbours come from the ANN index, as for related artists.
             index = (
-                open_index(ref, ann, aliases.neighbours)
+                open_index(ref, store.home, ann, aliases.neighbours)
                 if related_method(related, ref.n_items) == "ann"
                 else None
             )
