@@ -86,7 +86,9 @@ def _catalog_connection(*needed: str) -> duckdb.DuckDBPyConnection:
         conn = catalog.connect()
     except ArtifactError as exc:
         raise CliError(str(exc)) from exc
-    missing = sorted(set(needed) - set(catalog.tables()))
+    # The connection's own views: the generation it reads, even if a publish happened meanwhile.
+    views = conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    missing = sorted(set(needed) - {name for (name,) in views})
     if missing:
         conn.close()
         raise CliError(
