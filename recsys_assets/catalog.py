@@ -78,6 +78,7 @@ def read_only_statements(sql: str) -> int:
     for statement in statements:
         if statement.type != duckdb.StatementType.SELECT:
             kind = str(statement.type).rsplit(".", 1)[-1]
+            kind = "INSTALL/LOAD" if kind == "LOAD" else kind  # DuckDB files INSTALL under LOAD
             raise QueryRefusedError(
                 f"read-only catalog: only SELECT queries (also SHOW, DESCRIBE, SUMMARIZE) are allowed, "
                 f"not {kind}"
