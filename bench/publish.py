@@ -43,7 +43,7 @@ def main() -> None:
     conn = duckdb.connect(str(args.work / "warehouse.duckdb"))
     conn.execute(f"SET memory_limit = '{args.memory_limit}'")
     conn.execute(f"SET temp_directory = '{args.work / 'spill'}'")
-    loaded = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'plays'").fetchone()[0]
+    loaded = conn.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'plays'").fetchall()[0][0]
     if not loaded:
         _, load_s = _timed(lambda: loaders.load_lastfm360k(conn, args.tsv))
         print(f"loaded {args.tsv} in {load_s:.1f} s")

@@ -93,9 +93,10 @@ def table_version(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int
     (``hash(t)``), so it does not depend on row order; equal versions mean the snapshot can be reused.
     """
     schema = [row[:2] for row in conn.execute(f"DESCRIBE {table}").fetchall()]
-    count, total = conn.execute(
+    # fetchall, not fetchone: DuckDB 2 keeps a partly fetched result open and refuses register() after.
+    ((count, total),) = conn.execute(
         f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {table} AS t"
-    ).fetchone()
+    ).fetchall()
     digest = hashlib.blake2b(json.dumps([schema, int(count), str(total)]).encode(), digest_size=16)
     return digest.hexdigest(), int(count)
 
