@@ -77,8 +77,10 @@ def remove_orphan_temp_files(home: str | Path) -> list[Path]:
         if Path(folder) == Path(home):
             subfolders[:] = [d for d in subfolders if d not in _NOT_OURS]
         for name in files:
-            # ``.<name>.<random>.tmp``: atomic_path's names (core/ann.py writes the same shape).
-            if name.startswith(".") and name.endswith(".tmp") and name.count(".") >= 3:
+            # ``.<name>.<random>.tmp``: atomic_path's names (core/ann.py writes the same shape), and the
+            # write-ahead log DuckDB keeps beside such a file while the catalog is being written.
+            stem = name.removesuffix(".wal")
+            if stem.startswith(".") and stem.endswith(".tmp") and stem.count(".") >= 3:
                 path = Path(folder) / name
                 path.unlink(missing_ok=True)
                 removed.append(path)

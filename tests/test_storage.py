@@ -80,6 +80,7 @@ def test_orphan_temp_files_of_killed_writes_are_removed(tmp_path):
         home / "artifacts" / ".als_factors.npz.k2j4h5g6f7d8.tmp",
         home / "artifacts" / ".als_ann_index.ann.0123456789abcdef0123456789abcdef.tmp",  # core/ann.py's shape
         home / "published" / ".current.json.a1b2c3d4e5f6.tmp",
+        home / ".recsys.duckdb.3f9a1c2b7d4e.tmp.wal",
     ]
     kept = [
         home / "artifacts" / "als_factors.npz",
