@@ -1,13 +1,15 @@
 """The ``recsys`` command: refresh the graph, open the UI, and query the published outputs.
 
-Queries read the published catalog (``$RECSYS_HOME/recsys.duckdb``) read-only, so they work while
-a materialization is running.
+Queries read the published catalog (the current generation of Parquet snapshots under
+``$RECSYS_HOME/published``), so they work while a materialization is running; ``recsys query`` runs
+only SELECT statements on a connection that can read those snapshots and nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import traceback
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import duckdb
 
+from recsys_assets.catalog import Catalog, QueryRefusedError, read_only_statements
 from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, recsys_home, settings_path
 from recsys_assets.sql import read_sql
-from recsys_assets.storage import ArtifactError, Catalog
+from recsys_assets.storage import ArtifactError
 
 
 class CliError(Exception):
@@ -75,13 +78,16 @@ def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, 
 
 
 def _catalog_connection(*needed: str) -> duckdb.DuckDBPyConnection:
-    """A read-only catalog connection; ``needed`` tables must have been published."""
+    """A catalog connection that reads the current generation's snapshots and nothing else (see
+    :meth:`Catalog.connect`); ``needed`` tables must have been published."""
     catalog = Catalog(recsys_home())
     try:
         conn = catalog.connect()
     except ArtifactError as exc:
         raise CliError(str(exc)) from exc
-    missing = sorted(set(needed) - set(catalog.tables()))
+    # The connection's own views: the generation it reads, even if a publish happened meanwhile.
+    views = conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    missing = sorted(set(needed) - {name for (name,) in views})
     if missing:
         conn.close()
         raise CliError(
@@ -125,11 +131,23 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def cmd_query(args: argparse.Namespace) -> None:
+    try:
+        read_only_statements(args.sql)
+    except QueryRefusedError as exc:
+        raise CliError(f"query refused: {exc}") from exc
+    except duckdb.Error as exc:
+        raise CliError(f"query failed: {_first_line(exc)}") from exc
     with _catalog_connection() as conn:
         try:
             _print_rows(conn, args.sql, None, "(no rows)")
         except duckdb.Error as exc:
-            raise CliError(f"query failed: {exc}") from exc
+            raise CliError(f"query failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    """DuckDB's message on one line, without the quoted SQL and caret it appends (``LINE 1: ...``)."""
+    message = re.split(r"\n\s*LINE \d+:", str(exc), maxsplit=1)[0]
+    return " ".join(message.split())
 
 
 def _dagster_home() -> Path:

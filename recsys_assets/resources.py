@@ -9,13 +9,13 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.split import Split
 from recsys_assets.sql import read_sql
 from recsys_assets.storage import (
     ARTIFACT_DIR,
     WAREHOUSE_FILE,
-    Catalog,
     load_artifact,
     register_artifact_type,
     save_artifact,

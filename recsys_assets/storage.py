@@ -1,18 +1,17 @@
-"""Artifact files and published tables (no Dagster import).
+"""Artifact files (no Dagster import).
 
 Artifacts (sparse matrices, factor arrays, splits) are ``.npz`` files written atomically: into a
 temporary file in the same folder, flushed, then ``os.replace``-d over the old one, so a reader or a
-crashed run never sees half a file. Each carries the content hash of its arrays and is checked against
-it on every load, so a truncated or altered file is reported (and rebuilt), never used.
+crashed run never sees half a file. Every file written this way gets the usual permissions (``0666``
+less the umask, so ``0644`` under the common umask ``022``): readers are often another user. Each
+artifact carries the content hash of its arrays and is checked against it on every load, so a truncated
+or altered file is reported (and rebuilt), never used.
 
 Warehouse writers record the data version of what they wrote in a ledger table, in the same transaction
 as their tables; ``recsys refresh`` compares ledger and artifacts with what Dagster recorded.
 
-Tables live in the pipeline's DuckDB *warehouse* (one writer process). People and the ``recsys``
-CLI read a separate *catalog* database, ``$RECSYS_HOME/recsys.duckdb``, made only of views over
-Parquet snapshots in ``$RECSYS_HOME/published/``. Publishing a table writes a new snapshot and
-renames it into place, so readers are never blocked by a running materialization (DuckDB allows one
-writer per database file) and never see half a table: a query sees the old snapshot or the new one.
+Tables live in the pipeline's DuckDB *warehouse* (one writer process); people and the ``recsys`` CLI
+read the published catalog instead (:mod:`recsys_assets.catalog`).
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
-import tempfile
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -33,10 +31,11 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
-CATALOG_FILE = "recsys.duckdb"
 WAREHOUSE_FILE = "warehouse.duckdb"
-PUBLISHED_DIR = "published"
 ARTIFACT_DIR = "artifacts"
+# Folders under the home that hold no files written by atomic_path: Dagster's own instance storage,
+# downloads (resumable ``.part`` files) and DuckDB's spill folder.
+_NOT_OURS = frozenset({"dagster", "downloads", "tmp"})
 
 
 class ArtifactError(ValueError):
@@ -59,14 +58,27 @@ class ArtifactCorruptError(ArtifactError):
         super().__init__(f"artifact {path} is corrupt ({detail}): the next `recsys refresh` rebuilds it")
 
 
+def _temp_beside(path: Path) -> Path:
+    """Create an empty, new ``.<name>.<random>.tmp`` file beside ``path`` with mode ``0666`` less the
+    umask (``tempfile.mkstemp`` would make it ``0600``, and the rename keeps the mode)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
+
+    The file ends up with mode ``0666`` less the umask, whatever wrote it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_beside(path)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:
@@ -109,6 +121,27 @@ class StoredArtifact:
     content_hash: str
     nbytes: int
     files: dict[str, str]
+
+
+def remove_orphan_temp_files(home: str | Path) -> list[Path]:
+    """Delete temporary files of atomic writes that a killed run left under ``home``; return them.
+
+    Call only while no other writer runs in ``home`` (a refresh or a publish holds it). Dagster's
+    instance folder, downloads and DuckDB's spill folder are not searched.
+    """
+    removed = []
+    for folder, subfolders, files in os.walk(home):
+        if Path(folder) == Path(home):
+            subfolders[:] = [d for d in subfolders if d not in _NOT_OURS]
+        for name in files:
+            # ``.<name>.<random>.tmp``: atomic_path's names (core/ann.py writes the same shape), and the
+            # write-ahead log DuckDB keeps beside such a file while the catalog is being written.
+            stem = name.removesuffix(".wal")
+            if stem.startswith(".") and stem.endswith(".tmp") and stem.count(".") >= 3:
+                path = Path(folder) / name
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def _encode(name: str, value: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -402,90 +435,6 @@ def read_ledger(database: Path) -> dict[str, LedgerEntry]:
     return {asset: LedgerEntry(version, json.loads(files or "{}")) for asset, version, files in rows}
 
 
-class Catalog:
-    """The published side of ``$RECSYS_HOME``: generations of Parquet snapshots, and the read-only
-    catalog database whose views point at the current generation.
-
-    A publish writes a whole new generation (``published/<n>/``: the tables given, exported from the
-    warehouse, plus hard links to the current generation's other tables), then swaps the catalog file and
-    ``published/current.json`` by rename. Readers see either the old generation or the new one, every
-    table from the same generation, never a mix and never half a file. The previous generation is kept
-    for queries already running; older ones are removed.
-    """
-
-    def __init__(self, home: str | Path):
-        self.home = Path(home)
-        self.published = self.home / PUBLISHED_DIR
-        self.path = self.home / CATALOG_FILE
-        self._pointer = self.published / "current.json"
-
-    def current_generation(self) -> Path | None:
-        """Folder of the generation the catalog points at, or None before the first publish."""
-        if not self._pointer.is_file():
-            return None
-        return self.published / json.loads(self._pointer.read_text())["generation"]
-
-    def snapshot_path(self, table: str) -> Path | None:
-        """The current snapshot of ``table``, or None if it was never published."""
-        generation = self.current_generation()
-        path = generation / f"{table}.parquet" if generation else None
-        return path if path is not None and path.is_file() else None
-
-    def tables(self) -> list[str]:
-        """Names of the published tables, sorted."""
-        generation = self.current_generation()
-        return sorted(p.stem for p in generation.glob("*.parquet")) if generation else []
-
-    def publish(
-        self, conn: duckdb.DuckDBPyConnection, tables: Iterable[str], carry_over: bool = True
-    ) -> Path:
-        """Publish warehouse ``tables`` (read through ``conn``) as a new generation; return its folder.
-
-        With ``carry_over`` the current generation's other tables stay published (hard-linked);
-        without it the new generation holds exactly ``tables``.
-        """
-        current = self.current_generation()
-        numbers = [int(p.name) for p in self.published.glob("[0-9]*") if p.name.isdigit()]
-        generation = self.published / f"{max(numbers, default=0) + 1:08d}"
-        generation.mkdir(parents=True)
-        tables = list(tables)
-        for table in tables:
-            target = str(generation / f"{table}.parquet").replace("'", "''")
-            conn.execute(f"COPY (SELECT * FROM {table}) TO '{target}' (FORMAT parquet)")
-        if current is not None and carry_over:
-            for old in current.glob("*.parquet"):
-                if old.stem not in tables:
-                    os.link(old, generation / old.name)  # unchanged table: same file, no copy
-        self._write_catalog(generation)
-        with atomic_path(self._pointer) as tmp:
-            tmp.write_text(json.dumps({"generation": generation.name}))
-        keep = {generation.name} | ({current.name} if current is not None else set())
-        for old in self.published.glob("[0-9]*"):
-            if old.is_dir() and old.name not in keep:
-                shutil.rmtree(old, ignore_errors=True)
-        return generation
-
-    def _write_catalog(self, generation: Path) -> None:
-        """Write the catalog database (one view per snapshot of ``generation``) and swap it in atomically."""
-        with atomic_path(self.path) as tmp:
-            tmp.unlink()  # DuckDB refuses to open an empty file that is not a database
-            conn = duckdb.connect(str(tmp))
-            try:
-                for snapshot in sorted(generation.glob("*.parquet")):
-                    quoted = str(snapshot).replace("'", "''")
-                    conn.execute(f"CREATE VIEW {snapshot.stem} AS SELECT * FROM read_parquet('{quoted}')")
-            finally:
-                conn.close()
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A read-only connection to the catalog (never blocks, never blocks the pipeline)."""
-        if not self.path.is_file():
-            raise ArtifactError(
-                f"no published outputs under {self.home}: run `recsys refresh` (or materialize in the UI) first"
-            )
-        return duckdb.connect(str(self.path), read_only=True)
-
-
 def content_hash(*values: Any) -> str:
     """A short blake2b hash of arrays, sparse matrices and plain values, for Dagster data versions.
 
@@ -510,3 +459,12 @@ def content_hash(*values: Any) -> str:
             else:
                 digest.update(part)
     return digest.hexdigest()
+
+
+def __getattr__(name: str) -> Any:
+    # ``Catalog`` lived here before it got its own module; old imports keep working.
+    if name == "Catalog":
+        from recsys_assets.catalog import Catalog
+
+        return Catalog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import numpy as np
 import pandas as pd
 import pytest
 
 from recsys_assets.assets._common import code_version, table_version
-from recsys_assets.assets.related import planted_alias_recall, related_method, top_n_frame
+from recsys_assets.assets.related import (
+    build_ann_index,
+    open_index,
+    planted_alias_recall,
+    related_method,
+    top_n_frame,
+)
+from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
-from recsys_assets.settings import RelatedSettings
+from recsys_assets.settings import AnnSettings, RelatedSettings
 from tests.conftest import tiny_settings
 
 
@@ -114,3 +123,23 @@ def test_non_finite_factors_fail_the_asset_with_counts_and_nothing_is_written(tm
         assert conn.execute("SELECT count(*) FROM artist_factors").fetchone()[0] == 4
         ledger = conn.execute(f"SELECT asset, data_version FROM {LEDGER_TABLE}").fetchall()
     assert ledger == [("als_factors", recorded)]
+
+
+def test_an_index_reference_follows_a_moved_home(tmp_path):
+    """IndexRef records its file relative to the home: a copied home opens its own index after the
+    original is deleted (the old absolute path pointed into the original)."""
+    rng = np.random.default_rng(0)
+    factors = FactorSet(
+        "als", rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(60, 8)).astype(np.float32), "f"
+    )
+    ann = AnnSettings(n_trees=4)
+    original = tmp_path / "home"
+    (original / "artifacts").mkdir(parents=True)
+    ref = build_ann_index(factors, ann, original / "artifacts" / "als_ann_index.ann", 1, original)
+    assert ref.path == "artifacts/als_ann_index.ann"
+    expected = open_index(ref, original, 5).query(factors.item_factors[:3], 5)
+    moved = tmp_path / "elsewhere" / "home"
+    shutil.copytree(original, moved)
+    shutil.rmtree(original)
+    got = open_index(ref, moved, 5).query(factors.item_factors[:3], 5)
+    np.testing.assert_array_equal(got[0], expected[0])

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,18 @@ def test_download_success_with_checksum(served: tuple[str, Path], tmp_path: Path
     assert download_file(f"{url}/f.bin", dest, hashlib.sha256(payload).hexdigest().upper()) == dest
     assert dest.read_bytes() == payload
     assert [p.name for p in dest.parent.iterdir()] == ["f.bin"]  # no temporary file left
+
+
+def test_downloaded_files_get_the_usual_mode(served: tuple[str, Path], tmp_path: Path) -> None:
+    """0666 less the umask, as for every file written atomically (mkstemp alone made them 0600)."""
+    url, root = served
+    (root / "f.bin").write_bytes(b"data")
+    saved = os.umask(0o022)
+    try:
+        dest = download_file(f"{url}/f.bin", tmp_path / "f.bin", None)
+    finally:
+        os.umask(saved)
+    assert oct(dest.stat().st_mode & 0o777) == oct(0o644)
 
 
 def test_checksum_mismatch_keeps_existing_file(served: tuple[str, Path], tmp_path: Path) -> None:

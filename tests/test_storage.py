@@ -1,19 +1,18 @@
 import dataclasses
 import os
 
-import duckdb
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from recsys_assets.storage import (
     ArtifactError,
-    Catalog,
     FileHashCache,
     atomic_path,
     file_hash,
     load_artifact,
     register_artifact_type,
+    remove_orphan_temp_files,
     save_artifact,
     verify_artifact,
 )
@@ -58,33 +57,6 @@ def test_missing_and_unsupported_artifacts(tmp_path):
         load_artifact(tmp_path / "nope.npz")
     with pytest.raises(ArtifactError, match="cannot store"):
         save_artifact(object(), tmp_path / "o.npz")
-
-
-def test_publish_swaps_whole_generations_and_keeps_the_previous_one(tmp_path):
-    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
-    warehouse.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)")
-    warehouse.execute("CREATE TABLE u AS SELECT 'a' AS y")
-    catalog = Catalog(tmp_path / "home")
-    first = catalog.publish(warehouse, ["t", "u"])
-    reader = catalog.connect()
-    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5
-    warehouse.execute("CREATE OR REPLACE TABLE t AS SELECT range AS x FROM range(7)")
-    second = catalog.publish(warehouse, ["t"])  # while a reader holds the old catalog open
-    # The open reader still sees its own generation, whole; a new reader sees the new one (after the
-    # old one closes: DuckDB shares one database instance per path within a process).
-    assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 5
-    with pytest.raises(duckdb.Error):
-        reader.execute("CREATE TABLE y (a INT)")
-    reader.close()
-    with catalog.connect() as fresh:
-        assert fresh.execute("SELECT count(*) FROM t").fetchone()[0] == 7
-        assert fresh.execute("SELECT y FROM u").fetchall() == [("a",)]  # carried over, not re-exported
-    assert os.path.samefile(first / "u.parquet", second / "u.parquet")
-    third = catalog.publish(warehouse, ["t"])
-    assert not first.exists() and second.exists() and third.exists()
-    assert catalog.tables() == ["t", "u"] and catalog.current_generation() == third
-    catalog.publish(warehouse, ["t"], carry_over=False)
-    assert catalog.tables() == ["t"]
 
 
 def test_damaged_artifacts_raise_an_artifact_error_naming_the_file(tmp_path):
@@ -143,3 +115,46 @@ def test_file_hash_cache_rehashes_only_changed_files(tmp_path):
     path.write_bytes(b"b" * 100)  # same size; mtime set back: only the ctime tells
     os.utime(path, (1_000_000_000, 1_000_000_000))
     assert FileHashCache(tmp_path / "cache.json").get(path, "file", compute) != first and len(calls) == 2
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test (restored afterwards)."""
+    saved = os.umask(0o022)
+    yield os.umask
+    os.umask(saved)
+
+
+def test_atomic_files_get_0666_less_the_umask(tmp_path, umask):
+    """Readers are often another user: an artifact is 0644 under umask 022 (mkstemp's 0600 before), and a
+    stricter umask is respected."""
+    save_artifact(sp.eye(3, format="csr"), tmp_path / "m.npz")
+    with atomic_path(tmp_path / "report.html") as tmp:
+        tmp.write_text("<html></html>")
+    assert oct(os.stat(tmp_path / "m.npz").st_mode & 0o777) == oct(0o644)
+    assert oct(os.stat(tmp_path / "report.html").st_mode & 0o777) == oct(0o644)
+    umask(0o077)
+    save_artifact(sp.eye(3, format="csr"), tmp_path / "private.npz")
+    assert oct(os.stat(tmp_path / "private.npz").st_mode & 0o777) == oct(0o600)
+
+
+def test_orphan_temp_files_of_killed_writes_are_removed(tmp_path):
+    home = tmp_path
+    orphans = [
+        home / ".recsys.duckdb.3f9a1c2b7d4e.tmp",
+        home / "artifacts" / ".als_factors.npz.k2j4h5g6f7d8.tmp",
+        home / "artifacts" / ".als_ann_index.ann.0123456789abcdef0123456789abcdef.tmp",  # core/ann.py's shape
+        home / "published" / ".current.json.a1b2c3d4e5f6.tmp",
+        home / ".recsys.duckdb.3f9a1c2b7d4e.tmp.wal",
+    ]
+    kept = [
+        home / "artifacts" / "als_factors.npz",
+        home / "artifacts" / ".hidden.tmp",  # not an atomic write's name
+        home / "dagster" / "storage" / ".run.db.abc.tmp",  # Dagster's own folder is left alone
+        home / "tmp" / ".spill.abc.tmp",  # DuckDB's spill folder
+    ]
+    for path in orphans + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert sorted(remove_orphan_temp_files(home)) == sorted(orphans)
+    assert not any(p.exists() for p in orphans) and all(p.exists() for p in kept)

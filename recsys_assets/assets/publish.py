@@ -1,5 +1,6 @@
 """Publishing: one consistent generation of every table, for the people and tools that read them."""
 
+import time
 from collections.abc import Sequence
 
 import dagster as dg
@@ -50,10 +51,11 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
         deps=list(UPSTREAM),
         group_name="publish",
         kinds={"duckdb", "parquet"},
-        code_version=code_version("published_catalog-1", tables),
+        code_version=code_version("published_catalog-2", tables),
         description="Publishes every table as one generation of Parquet snapshots behind the read-only views of "
         "$RECSYS_HOME/recsys.duckdb, once everything upstream is done: readers never see tables of different "
-        "runs side by side, and a failed asset or check leaves the previous generation in place.",
+        "runs side by side, and a failed asset or check leaves the previous generation in place. A table "
+        "whose content did not change is hard-linked from the previous generation, not exported again.",
     )
     def published_catalog(
         context: dg.AssetExecutionContext, warehouse: DuckDBResource, store: RecsysStore
@@ -64,17 +66,27 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
                 f"not publishing: check(s) failed on their latest run: {', '.join(failed)}; "
                 "fix the cause (see the check's metadata) and refresh again"
             )
+        started = time.perf_counter()
         with warehouse_connection(warehouse) as conn:
             # Exactly this graph's tables: nothing left over from another source (e.g. HetRec's tags).
             generation = store.catalog.publish(conn, tables, carry_over=False)
-            counts = [
-                {"table": t, "rows": conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]} for t in tables
-            ]
+        seconds = time.perf_counter() - started
+        entries = store.catalog.manifest(generation)["tables"]
+        rows = [
+            {
+                "table": t,
+                "rows": entries[t]["rows"],
+                "snapshot": "reused" if entries[t]["reused"] else "exported",
+            }
+            for t in tables
+        ]
         return dg.MaterializeResult(
             metadata={
                 "generation": generation.name,
                 "catalog": dg.MetadataValue.path(str(store.catalog.path)),
-                "tables": markdown_table(counts),
+                "tables": markdown_table(rows),
+                "tables_reused": sum(r["snapshot"] == "reused" for r in rows),
+                "publish_seconds": round(seconds, 2),
             }
         )
 

@@ -25,7 +25,13 @@ from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk, topk_dot
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import AliasSettings, AnnSettings, RelatedSettings, Settings
-from recsys_assets.storage import file_hash, record_version, register_artifact_type, verify_file
+from recsys_assets.storage import (
+    ARTIFACT_DIR,
+    file_hash,
+    record_version,
+    register_artifact_type,
+    verify_file,
+)
 
 MODELS = ("als", "lsa")
 
@@ -34,7 +40,10 @@ MODELS = ("als", "lsa")
 @dataclass
 class IndexRef:
     """Where a built ANN index lives and how it was built (the index file itself is not an ``.npz``).
-    ``file_hash`` is the index file's :func:`~recsys_assets.storage.file_hash`, checked before it is opened."""
+    ``file_hash`` is the index file's :func:`~recsys_assets.storage.file_hash`, checked before it is opened.
+    ``path`` is relative to ``$RECSYS_HOME`` (a moved or copied home opens its own index): resolve it
+    with :meth:`file`.
+    """
 
     model: str
     backend: str
@@ -51,14 +60,25 @@ class IndexRef:
     calibration: dict | None = None
 
     def stored_files(self) -> dict[str, str]:
-        """The index file with its content hash, recorded in the artifact header for the planner."""
-        return {self.path: self.file_hash}
+        """The index file (named relative to the artifacts folder, as the planner reads it) with its
+        content hash, recorded in the artifact header for the planner."""
+        return {str(Path(self.path).relative_to(ARTIFACT_DIR)): self.file_hash}
+
+    def file(self, home: str | Path) -> Path:
+        """The index file inside ``home``."""
+        return Path(home) / self.path
 
 
 def build_ann_index(
-    factors: FactorSet, ann: AnnSettings, path: Path, threads: int, related: RelatedSettings | None = None
+    factors: FactorSet,
+    ann: AnnSettings,
+    path: Path,
+    threads: int,
+    home: Path,
+    related: RelatedSettings | None = None,
 ) -> IndexRef:
-    """Build the configured index over the artist factors and save it atomically at ``path``.
+    """Build the configured index over the artist factors and save it atomically at ``path`` (a file
+    under ``home``, recorded relative to it).
 
     When related artists will use the index (``related`` given and :func:`related_method` says "ann"),
     its query effort is first calibrated (:func:`~recsys_assets.core.ann.calibrate_query`) until
@@ -96,7 +116,7 @@ def build_ann_index(
     return IndexRef(
         model=factors.model,
         backend=ann.backend,
-        path=str(path),
+        path=str(Path(path).relative_to(home)),
         build_params=ann.build_params(),
         n_items=n_items,
         dim=int(factors.item_factors.shape[1]),
@@ -122,8 +142,9 @@ def answer_method(ref: IndexRef, related: RelatedSettings) -> str:
     return "ann"
 
 
-def open_index(ref: IndexRef, k: int) -> AnnIndex:
-    """Load a built index with its calibrated query setting, widened for ``k`` neighbours if needed.
+def open_index(ref: IndexRef, home: str | Path, k: int) -> AnnIndex:
+    """Load a built index (its file under ``home``) with its calibrated query setting, widened for ``k``
+    neighbours if needed.
 
     The calibrated setting is part of the reference (and of the index asset's data version), so a new
     calibration re-runs exactly the readers.
@@ -131,8 +152,8 @@ def open_index(ref: IndexRef, k: int) -> AnnIndex:
     The file is checked against the hash recorded at build time first: the index libraries trust their
     input (an overwritten file is served silently, random bytes abort the process).
     """
-    verify_file(ref.path, ref.file_hash)
-    index = load_index(Path(ref.path))
+    verify_file(ref.file(home), ref.file_hash)
+    index = load_index(ref.file(home))
     effort = int(ref.query_params.get(index.effort_name, index.query_effort))
     least, _ = index.effort_bounds(k)
     index.set_query_effort(max(effort, least))
@@ -140,7 +161,12 @@ def open_index(ref: IndexRef, k: int) -> AnnIndex:
 
 
 def related_lists(
-    ref: IndexRef, factors: FactorSet, related: RelatedSettings, seed: int, threads: int
+    ref: IndexRef,
+    home: str | Path,
+    factors: FactorSet,
+    related: RelatedSettings,
+    seed: int,
+    threads: int,
 ) -> tuple[pd.DataFrame, float, str]:
     """Top-``n`` related artists (cosine) for every artist, the method used (:func:`answer_method`),
     and recall@10 of the answers against exact cosine top-10 on ``recall_sample`` seeded random artists
@@ -149,7 +175,7 @@ def related_lists(
     if method == "exact":
         ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
         return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
-    ids, scores = related_items(open_index(ref, n), n, threads=threads)
+    ids, scores = related_items(open_index(ref, home, n), n, threads=threads)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
@@ -251,7 +277,7 @@ def build_related_assets(settings: Settings) -> list:
         def _index(store: RecsysStore, factors: FactorSet) -> dg.Output[IndexRef]:
             suffix = "ann" if ann.backend == "annoy" else "hnsw"
             path = store.artifact_path(f"{model}_ann_index.{suffix}")
-            ref = build_ann_index(factors, ann, path, threads, related)
+            ref = build_ann_index(factors, ann, path, threads, Path(store.home), related)
             metadata = {"backend": ref.backend, "artists": ref.n_items, "dim": ref.dim} | ref.build_params
             metadata |= {"query_method": ref.query_method} | ref.query_params
             if ref.calibration is not None:
@@ -286,6 +312,7 @@ def build_related_assets(settings: Settings) -> list:
     )
     def related_artists(
         warehouse: DuckDBResource,
+        store: RecsysStore,
         als_ann_index: IndexRef,
         lsa_ann_index: IndexRef,
         als_factors: FactorSet,
@@ -294,7 +321,7 @@ def build_related_assets(settings: Settings) -> list:
         frames, recalls, methods, query = [], {}, {}, {}
         for ref, factors in ((als_ann_index, als_factors), (lsa_ann_index, lsa_factors)):
             frame, recalls[ref.model], methods[ref.model] = related_lists(
-                ref, factors, related, ann.seed, threads
+                ref, store.home, factors, related, ann.seed, threads
             )
             frames.append(frame)
             if methods[ref.model] == "ann":
@@ -368,6 +395,7 @@ def build_related_assets(settings: Settings) -> list:
     )
     def artist_aliases(
         warehouse: DuckDBResource,
+        store: RecsysStore,
         als_factors: FactorSet,
         lsa_factors: FactorSet,
         als_ann_index: IndexRef,
@@ -377,7 +405,11 @@ def build_related_assets(settings: Settings) -> list:
         frames = []
         for factors, ref in ((als_factors, als_ann_index), (lsa_factors, lsa_ann_index)):
             # Large catalogues: the neighbours come from the ANN index, as for related artists.
-            index = open_index(ref, aliases.neighbours) if answer_method(ref, related) == "ann" else None
+            index = (
+                open_index(ref, store.home, aliases.neighbours)
+                if answer_method(ref, related) == "ann"
+                else None
+            )
             frames.append(
                 alias_table(factors, play_matrix, aliases, threads, index=index, memory_budget=memory_budget)
             )

@@ -34,6 +34,14 @@ def _digest(path: Path, algorithm: str) -> str:
     return h.hexdigest()
 
 
+def _usual_mode(fd: int) -> None:
+    """Give a ``mkstemp`` file (``0600``) the mode of any new file, ``0666`` less the umask, before it is
+    renamed into place: the data is often read by another user (the same rule as the artifacts)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+
+
 def download_file(url: str, dest: Path, sha256: str | None, timeout: float = 60) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
@@ -47,6 +55,7 @@ def download_file(url: str, dest: Path, sha256: str | None, timeout: float = 60)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    _usual_mode(fd)
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
@@ -101,6 +110,7 @@ def fetch_lastfm360k(
             source = tar.extractfile(member)
             assert source is not None  # a regular file member always has content
             fd, tmp_name = tempfile.mkstemp(prefix=f".{LASTFM360K_TSV}.", suffix=".part", dir=dest_dir)
+            _usual_mode(fd)
             tmp = Path(tmp_name)
             try:
                 with os.fdopen(fd, "wb") as out:
