@@ -35,18 +35,19 @@ def source_fingerprint(settings: Settings, home: Path) -> str:
         raise loaders.LoadError(
             f"{path}: the {data.source} input does not exist; fix [data] path in the settings file"
         )
-    return loaders.file_fingerprint(path, cache=home / "fingerprints.json")
+    return loaders.file_fingerprint(path, cache=home / "fingerprints.json", source=data.source)
 
 
 def load_configured_source(conn, settings: Settings) -> loaders.LoadReport:
     """Load the source named in ``[data]`` into the warehouse tables (replacing them atomically)."""
     data = settings.data
+    threads = settings.runtime.threads  # text files are scanned in parallel blocks
     if data.source == "synthetic":
         return loaders.load_synthetic(conn, generate_plays(**dataclasses.asdict(settings.synthetic)))
     if data.source == "lastfm360k":
-        return loaders.load_lastfm360k(conn, data.path, max_reject_fraction=data.max_reject_fraction)
+        return loaders.load_lastfm360k(conn, data.path, data.max_reject_fraction, threads)
     if data.source == "hetrec":
-        return loaders.load_hetrec(conn, data.path, max_reject_fraction=data.max_reject_fraction)
+        return loaders.load_hetrec(conn, data.path, data.max_reject_fraction, threads)
     return loaders.load_triples(
         conn,
         data.path,
@@ -54,6 +55,7 @@ def load_configured_source(conn, settings: Settings) -> loaders.LoadReport:
         item_column=data.item_column,
         value_column=data.value_column,
         max_reject_fraction=data.max_reject_fraction,
+        threads=threads,
     )
 
 

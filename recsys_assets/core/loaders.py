@@ -9,18 +9,27 @@ contract is per *physical line*: every line is either loaded or written to ``rej
 line number and a reason, and DuckDB's reader renumbers lines around stray ``\\r`` and skips some
 malformed lines. The kernel splits lines, validates UTF-8, splits fields, parses the value and interns
 user/artist keys into dense codes (open addressing; keys compared byte for byte, so no hash collision
-can merge two keys). DuckDB then does the id assignment and duplicate merging in SQL
-(``sql/load_finish.sql``).
+can merge two keys). The file is cut into blocks at line starts and the blocks are scanned on several
+threads, each with its own interner; merging the blocks in file order gives every key the code a
+serial scan gives it (order of first appearance) and every line its exact number. DuckDB then does
+the id assignment and duplicate merging in SQL (``sql/load_finish.sql``).
 
-Line rules (text sources):
+Line rules (text sources; the Parquet loader applies the same ones per row):
 
 * ``\\n`` ends a line; one trailing ``\\r`` is dropped (CRLF files load like LF files); a UTF-8 BOM at
   the start of the file is skipped.
 * A line with invalid UTF-8 is **rejected** ("invalid UTF-8"), not repaired: guessing an encoding could
   merge or split artists silently. (HetRec's ``tags.dat`` is Latin-1 by specification and decoded so.)
+* A line with an ASCII control character other than TAB (NUL, a bare ``\\r`` inside the line, ESC,
+  DEL, ...) is rejected ("control character"): such bytes are never part of a name, and escaping them
+  would invent keys the source does not contain.
+* A user key, artist name or mbid longer than ``MAX_FIELD_BYTES`` (1,000 bytes of UTF-8) is rejected
+  ("field too long").
 * Blank lines (only spaces) are rejected as "empty line"; a field of only spaces counts as empty.
-* Plays must be a finite number > 0: zero plays are rejected ("zero plays", a listen count of 0 says
-  nothing about taste), as are negative, NaN/inf and non-numeric values.
+* Plays must be a finite number in ``[MIN_PLAYS, MAX_PLAYS]`` = [1.18e-38, 1e12]: zero plays are
+  rejected ("zero plays", a listen count of 0 says nothing about taste), as are negative, NaN/inf and
+  non-numeric values, and values the float32 matrices downstream cannot hold ("plays too large",
+  "plays too small"; see ``MAX_PLAYS`` for the bound).
 * Duplicate (user, artist) lines are summed; ``duplicates_merged`` counts the lines merged away.
 * Conservation: ``lines_read == rows_loaded + rows_rejected`` (header lines are not counted).
 """
@@ -33,7 +42,9 @@ import hashlib
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +55,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.core.synthetic import SyntheticPlays
+from recsys_assets.core.threads import resolve_threads
 
 _OK = 0
 _SLOW = 100  # value needs Python's float() to decide (exponent, nan, inf, long mantissa, ...)
@@ -59,8 +71,24 @@ REASONS: dict[int, str] = {
     9: "non-finite plays",
     10: "zero plays",
     11: "bad quoting",
+    12: "control character",
+    13: "field too long",
+    14: "plays too large",
+    15: "plays too small",
 }
 _CODE = {reason: code for code, reason in REASONS.items()}
+
+# Plays must lie in [MIN_PLAYS, MAX_PLAYS]. Above: duplicates are summed, and a pair summed over a
+# whole file stays below lines x 1e12 < 1e27 for any file under a petabyte, which leaves float32
+# (max 3.4e38) more than 1e11 of headroom for what multiplies a play count downstream: BM25's
+# (k1 + 1) * idf, TF-IDF's idf <= log(rows), confidence 1 + alpha * x and ALS's alpha * weight.
+# (Last.fm-360K's largest count is about 4e5.) Below: float32's smallest normal number; smaller
+# values vanish or turn subnormal in the float32 matrices.
+MAX_PLAYS = 1e12
+MIN_PLAYS = float(np.finfo(np.float32).tiny)
+# Longest user key, artist name or mbid kept, in bytes (UTF-8 as written): a key is an identifier,
+# not a document, and everything that prints names (the CLI, the catalog) stays readable.
+MAX_FIELD_BYTES = 1000
 
 _CHUNK_BYTES = 32 << 20
 _RAW_LINE_MAX = 1000  # characters of a rejected line kept in `rejects`
@@ -100,10 +128,10 @@ def raw_schema_sql() -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# numba kernels
+# numba kernels (``nogil``: blocks of one file are scanned on several threads at once)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fnv1a(buf, s, e):  # pragma: no cover - compiled
     h = np.uint64(14695981039346656037)
     prime = np.uint64(1099511628211)
@@ -112,12 +140,17 @@ def _fnv1a(buf, s, e):  # pragma: no cover - compiled
     return h
 
 
-@numba.njit(cache=True)
-def _utf8_valid(buf, s, e):  # pragma: no cover - compiled
+@numba.njit(cache=True, nogil=True)
+def _check_bytes(buf, s, e):  # pragma: no cover - compiled
+    """0 if buf[s:e] is valid UTF-8 free of ASCII control characters (TAB allowed), else the reason
+    code: 3 (invalid UTF-8, reported first) or 12 (control character)."""
+    control = False
     i = s
     while i < e:
         c = buf[i]
         if c < 0x80:
+            if (c < 32 and c != 9) or c == 127:
+                control = True
             i += 1
             continue
         if 0xC2 <= c <= 0xDF:
@@ -127,12 +160,12 @@ def _utf8_valid(buf, s, e):  # pragma: no cover - compiled
         elif 0xF0 <= c <= 0xF4:
             n = 3
         else:
-            return False
+            return 3
         if i + n >= e:
-            return False  # truncated sequence
+            return 3  # truncated sequence
         c1 = buf[i + 1]
         if c1 < 0x80 or c1 > 0xBF:
-            return False
+            return 3
         # Overlong forms, UTF-16 surrogates and code points above U+10FFFF.
         if (
             (c == 0xE0 and c1 < 0xA0)
@@ -140,16 +173,16 @@ def _utf8_valid(buf, s, e):  # pragma: no cover - compiled
             or (c == 0xF0 and c1 < 0x90)
             or (c == 0xF4 and c1 > 0x8F)
         ):
-            return False
+            return 3
         for k in range(2, n + 1):
             ck = buf[i + k]
             if ck < 0x80 or ck > 0xBF:
-                return False
+                return 3
         i += n + 1
-    return True
+    return 12 if control else 0
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _blank(buf, s, e):  # pragma: no cover - compiled
     for i in range(s, e):  # noqa: SIM110 - a plain loop compiles to the tightest code in numba
         if buf[i] != 32:
@@ -157,7 +190,7 @@ def _blank(buf, s, e):  # pragma: no cover - compiled
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _parse_value(buf, s, e):  # pragma: no cover - compiled
     """(status, value) for a plain decimal ``[+-]digits[.digits]``; anything else -> _SLOW."""
     while s < e and buf[s] == 32:
@@ -193,12 +226,16 @@ def _parse_value(buf, s, e):  # pragma: no cover - compiled
         return 10, 0.0
     if negative:
         return 8, 0.0
-    return _OK, value
+    if value > MAX_PLAYS:
+        return 14, 0.0
+    return _OK, value  # >= 1e-22 > MIN_PLAYS: the fast path cannot produce a too-small value
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _intern(buf, s, e, tab, hashes, off, arena, cnt):  # pragma: no cover - compiled
-    """Code of key buf[s:e]; a new key gets the next code and its bytes are appended to ``arena``."""
+    """Code of key buf[s:e]; a new key gets the next code and its bytes are appended to ``arena``.
+
+    Codes are given in order of first appearance, so they do not depend on the table's size."""
     h = _fnv1a(buf, s, e)
     mask = tab.shape[0] - 1
     slot = np.int64(h & np.uint64(mask))
@@ -228,7 +265,7 @@ def _intern(buf, s, e, tab, hashes, off, arena, cnt):  # pragma: no cover - comp
         slot = (slot + 1) & mask
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rehash(hashes, n, cap):  # pragma: no cover - compiled
     tab = np.full(cap, -1, dtype=np.int64)
     mask = cap - 1
@@ -240,7 +277,7 @@ def _rehash(hashes, n, cap):  # pragma: no cover - compiled
     return tab
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _split_fields(buf, s, e, delim, quoted, spans):  # pragma: no cover - compiled
     """Fill spans[k] = (start, end) of field k (inside quotes if quoted). Returns the field count,
     or -1 for bad quoting. Fields beyond spans' capacity are counted, not stored."""
@@ -278,7 +315,17 @@ def _split_fields(buf, s, e, delim, quoted, spans):  # pragma: no cover - compil
         i += 1  # skip the delimiter
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
+def _same_bytes(buf, s1, e1, s2, e2):  # pragma: no cover - compiled
+    if e1 - s1 != e2 - s2:
+        return False
+    for k in range(e1 - s1):  # noqa: SIM110 - a plain loop compiles to the tightest code in numba
+        if buf[s1 + k] != buf[s2 + k]:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
 def _scan_chunk(
     buf,
     pos,
@@ -316,6 +363,9 @@ def _scan_chunk(
     """
     delim, n_fields, fu, fa, fv, fm = fields[0], fields[1], fields[2], fields[3], fields[4], fields[5]
     spans = np.empty((64, 2), dtype=np.int64)
+    # Files are usually grouped by user: a line whose user field equals the previous valid line's
+    # reuses its code without hashing.
+    prev_us, prev_ue, prev_code = np.int64(0), np.int64(-1), np.int64(0)
     while pos < end:
         e = pos
         while e < end and buf[e] != 10:
@@ -340,12 +390,8 @@ def _scan_chunk(
             e -= 1
         line_start[row] = pos
         line_end[row] = e
-        code = 0
-        if _blank(buf, s, e):
-            code = 1
-        elif not _utf8_valid(buf, s, e):
-            code = 3
-        else:
+        code = 1 if _blank(buf, s, e) else _check_bytes(buf, s, e)
+        if code == 0:
             n = _split_fields(buf, s, e, delim, quoted, spans)
             if n < 0:
                 code = 11
@@ -355,13 +401,21 @@ def _scan_chunk(
                 code = 4
             elif _blank(buf, spans[fa, 0], spans[fa, 1]):
                 code = 5
+            elif (
+                spans[fu, 1] - spans[fu, 0] > MAX_FIELD_BYTES
+                or spans[fa, 1] - spans[fa, 0] > MAX_FIELD_BYTES
+                or (fm >= 0 and spans[fm, 1] - spans[fm, 0] > MAX_FIELD_BYTES)
+            ):
+                code = 13
             else:
                 code, v = _parse_value(buf, spans[fv, 0], spans[fv, 1])
                 if code == _OK or code == _SLOW:  # noqa: SIM109 - numba
                     value[row] = v
-                    ucode[row] = _intern(
-                        buf, spans[fu, 0], spans[fu, 1], u_tab, u_hash, u_off, u_arena, u_cnt
-                    )
+                    us, ue = spans[fu, 0], spans[fu, 1]
+                    if not _same_bytes(buf, us, ue, prev_us, prev_ue):
+                        prev_code = _intern(buf, us, ue, u_tab, u_hash, u_off, u_arena, u_cnt)
+                        prev_us, prev_ue = us, ue
+                    ucode[row] = prev_code
                     ac = _intern(buf, spans[fa, 0], spans[fa, 1], a_tab, a_hash, a_off, a_arena, a_cnt)
                     acode[row] = ac
                     if fm >= 0 and m_span[ac, 0] < 0 and not _blank(buf, spans[fm, 0], spans[fm, 1]):
@@ -377,12 +431,76 @@ def _scan_chunk(
     return pos, row, 0
 
 
+@numba.njit(cache=True, nogil=True)
+def _merge_keys(l_arena, l_off, l_hash, n_local, i, tab, hashes, off, arena, cnt, out):  # pragma: no cover
+    """Intern the keys ``i..n_local-1`` of a block's interner into the file's interner, in code order,
+    writing their file-wide codes to ``out``. Returns (next key, need) like :func:`_scan_chunk`
+    (need bit 1: grow the table, 4: grow the arena)."""
+    while i < n_local:
+        s, e = l_off[i], l_off[i + 1]
+        if 2 * (cnt[0] + 1) > tab.shape[0]:
+            return i, 1
+        if cnt[1] + (e - s) > arena.shape[0]:
+            return i, 4
+        h = l_hash[i]
+        mask = tab.shape[0] - 1
+        slot = np.int64(h & np.uint64(mask))
+        length = e - s
+        while True:
+            code = tab[slot]
+            if code < 0:
+                code = cnt[0]
+                tab[slot] = code
+                hashes[code] = h
+                start = cnt[1]
+                arena[start : start + length] = l_arena[s:e]
+                off[code] = start
+                off[code + 1] = start + length
+                cnt[0] += 1
+                cnt[1] += length
+                break
+            if hashes[code] == h and off[code + 1] - off[code] == length:
+                same = True
+                base = off[code]
+                for k in range(length):
+                    if arena[base + k] != l_arena[s + k]:
+                        same = False
+                        break
+                if same:
+                    break
+            slot = (slot + 1) & mask
+        out[i] = code
+        i += 1
+    return i, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _merge_mbid(amap, l_span, l_arena, n_local, i, g_span, g_arena, g_cnt):  # pragma: no cover - compiled
+    """Give each file-wide artist without an mbid the block's first one (blocks merge in file order,
+    so the file's first non-empty mbid wins). Returns (next key, bytes needed) when the arena is full,
+    else (n_local, 0)."""
+    while i < n_local:
+        s = l_span[i, 0]
+        g = amap[i]
+        if s >= 0 and g_span[g, 0] < 0:
+            length = l_span[i, 1] - s
+            if g_cnt[0] + length > g_arena.shape[0]:
+                return i, length
+            start = g_cnt[0]
+            g_arena[start : start + length] = l_arena[s : s + length]
+            g_span[g, 0] = start
+            g_span[g, 1] = start + length
+            g_cnt[0] += length
+        i += 1
+    return n_local, 0
+
+
 # --------------------------------------------------------------------------------------------------
 # Python side of the scan
 
 
 class _Interner:
-    """Growable state of one key interner (arrays shared with the numba kernel)."""
+    """Growable state of one key interner (arrays shared with the numba kernels)."""
 
     def __init__(self, cap: int = 1 << 16, arena: int = 1 << 20) -> None:
         self.tab = np.full(cap, -1, dtype=np.int64)
@@ -402,6 +520,22 @@ class _Interner:
         size = max(2 * self.arena.shape[0], int(self.cnt[1]) + at_least)
         self.arena = np.concatenate([self.arena, np.zeros(size - self.arena.shape[0], np.uint8)])
 
+    def merge(self, block: _Interner) -> np.ndarray:
+        """Intern ``block``'s keys (in its code order) here; returns the int32 map block code -> code."""
+        n = int(block.cnt[0])
+        out = np.empty(n, dtype=np.int32)
+        i = 0
+        while True:
+            i, need = _merge_keys(
+                block.arena, block.off, block.hash, n, i, self.tab, self.hash, self.off, self.arena, self.cnt, out
+            )  # fmt: skip
+            if not need:
+                return out
+            if need & 1:
+                self.grow_table()
+            if need & 4:
+                self.grow_arena(int(block.off[i + 1] - block.off[i]))
+
     def keys(self, unquote: bool) -> list[str]:
         n = int(self.cnt[0])
         blob = self.arena[: self.cnt[1]].tobytes()
@@ -410,6 +544,79 @@ class _Interner:
         if unquote:
             out = [k.replace('""', '"') for k in out]
         return out
+
+
+class _Mbids:
+    """First non-empty mbid per artist code: spans into a byte arena (-1 where none yet)."""
+
+    def __init__(self, n: int = 1 << 15, arena: int = 1 << 16) -> None:
+        self.span = np.full((n, 2), -1, dtype=np.int64)
+        self.arena = np.zeros(arena, dtype=np.uint8)
+        self.cnt = np.zeros(1, dtype=np.int64)
+
+    def cover(self, n: int) -> None:
+        """Make room for artist codes below ``n``."""
+        if self.span.shape[0] < n:
+            grown = np.full((max(n, 2 * self.span.shape[0]), 2), -1, dtype=np.int64)
+            grown[: self.span.shape[0]] = self.span
+            self.span = grown
+
+    def grow_arena(self, at_least: int) -> None:
+        size = max(2 * self.arena.shape[0], int(self.cnt[0]) + at_least)
+        self.arena = np.concatenate([self.arena, np.zeros(size - self.arena.shape[0], np.uint8)])
+
+    def merge(self, amap: np.ndarray, block: _Mbids, n_artists: int) -> None:
+        """Take ``block``'s mbids (``amap``: block artist code -> code below ``n_artists``)."""
+        self.cover(n_artists)
+        i = 0
+        while True:
+            i, need = _merge_mbid(
+                amap, block.span, block.arena, amap.shape[0], i, self.span, self.arena, self.cnt
+            )
+            if not need:
+                return
+            self.grow_arena(int(need))
+
+    def values(self, n: int, unquote: bool) -> list[str | None]:
+        blob = self.arena[: self.cnt[0]].tobytes()
+        out = [blob[s:e].decode("utf-8") if s >= 0 else None for s, e in self.span[:n].tolist()]
+        if unquote:
+            out = [m.replace('""', '"') if m is not None else None for m in out]
+        return out
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a text file's lines look like: delimiter, field count and which field is what."""
+
+    delimiter: str
+    n_fields: int
+    user_field: int
+    artist_field: int
+    value_field: int
+    mbid_field: int = -1
+    quoted: bool = False
+
+    def kernel_fields(self) -> np.ndarray:
+        return np.array(
+            [ord(self.delimiter), self.n_fields, self.user_field, self.artist_field, self.value_field,
+             self.mbid_field],
+            dtype=np.int64,
+        )  # fmt: skip
+
+
+@dataclass
+class _Block:
+    """One block's scan, in the block's own key codes (first appearance within the block)."""
+
+    n_lines: int
+    ucode: np.ndarray  # int32 (valid lines,)
+    acode: np.ndarray  # int32 (valid lines,)
+    value: np.ndarray  # float64 (valid lines,)
+    users: _Interner
+    artists: _Interner
+    mbids: _Mbids
+    rejects: list[tuple[int, str, str]]  # (0-based line within the block, reason, raw line)
 
 
 @dataclass
@@ -450,6 +657,10 @@ def _slow_value(raw: bytes) -> tuple[int, float]:
         return _CODE["zero plays"], 0.0
     if v < 0.0:
         return _CODE["negative plays"], 0.0
+    if v > MAX_PLAYS:
+        return _CODE["plays too large"], 0.0
+    if v < MIN_PLAYS:
+        return _CODE["plays too small"], 0.0
     return _OK, v
 
 
@@ -457,125 +668,153 @@ def _raw_text(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")[:_RAW_LINE_MAX]
 
 
-def _read_chunks(path: Path) -> Iterator[bytes]:
-    """Blocks of whole lines (the last block may lack a final newline); the BOM is dropped."""
-    carry = b""
-    first = True
+def _line_blocks(path: Path, header: bool) -> Iterator[tuple[bytes, int]]:
+    """Blocks ``(data, end)`` of about ``_CHUNK_BYTES`` whose lines are ``data[:end]``: every block
+    starts at a line start and ends after a ``\\n`` (the file's last block may lack it). The BOM and,
+    with ``header``, the first line are left out. Each block is read from its own file offset, so no
+    bytes are copied from one block to the next."""
     with open(path, "rb") as f:
-        while True:
-            block = f.read(_CHUNK_BYTES)
-            if first:
-                block = block.removeprefix(b"\xef\xbb\xbf")
-                first = False
-            if not block:
-                if carry:
-                    yield carry
-                return
-            data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            yield data[: cut + 1]
-            carry = data[cut + 1 :]
-
-
-def _scan_file(
-    path: Path,
-    delimiter: str,
-    n_fields: int,
-    user_field: int,
-    artist_field: int,
-    value_field: int,
-    mbid_field: int = -1,
-    header: bool = False,
-    quoted: bool = False,
-) -> _Scan:
-    """Scan a delimited text file line by line (see the module docstring for the rules)."""
-    fields = np.array([ord(delimiter), n_fields, user_field, artist_field, value_field, mbid_field], np.int64)
-    users, artists = _Interner(), _Interner()
-    m_span = np.full((users.hash.shape[0], 2), -1, dtype=np.int64)
-    m_arena = np.zeros(1 << 16, dtype=np.uint8)
-    m_cnt = np.zeros(1, dtype=np.int64)
-    parts_u: list[np.ndarray] = []
-    parts_a: list[np.ndarray] = []
-    parts_v: list[np.ndarray] = []
-    rejects: list[tuple[int, str, str]] = []
-    lines_read = 0
-    line_no = 1  # number of the next line
-    for data in _read_chunks(path):
-        start = 0
-        if header and line_no == 1:
-            start = data.find(b"\n") + 1 if b"\n" in data else len(data)
-            line_no = 2
-        n_lines = data.count(b"\n", start) + (0 if data.endswith(b"\n") else 1)
-        if start >= len(data):
-            n_lines = 0
-        buf = np.frombuffer(data, dtype=np.uint8)
-        status = np.zeros(n_lines, dtype=np.int8)
-        line_start = np.zeros(n_lines, dtype=np.int64)
-        line_end = np.zeros(n_lines, dtype=np.int64)
-        ucode = np.zeros(n_lines, dtype=np.int32)
-        acode = np.zeros(n_lines, dtype=np.int32)
-        value = np.zeros(n_lines, dtype=np.float64)
-        pos, row = start, 0
-        while True:
-            pos, row, need = _scan_chunk(
-                buf, pos, len(data), row, fields, quoted, status, line_start, line_end, ucode, acode, value,
-                users.tab, users.hash, users.off, users.arena, users.cnt,
-                artists.tab, artists.hash, artists.off, artists.arena, artists.cnt,
-                m_span, m_arena, m_cnt,
-            )  # fmt: skip
-            if not need:
+        offset = 3 if f.read(3) == b"\xef\xbb\xbf" else 0
+        f.seek(offset)
+        while header:  # skip the header line, however long it is
+            piece = f.read(_CHUNK_BYTES)
+            cut = piece.find(b"\n")
+            if cut >= 0:
+                offset += cut + 1
                 break
-            longest = len(data)  # a line can be no longer than the block
-            if need & 1:
-                users.grow_table()
-            if need & 2:
-                artists.grow_table()
-                grown = np.full((artists.hash.shape[0], 2), -1, dtype=np.int64)
-                grown[: m_span.shape[0]] = m_span
-                m_span = grown
-            if need & 4:
-                users.grow_arena(min(longest, 1 << 20))
-            if need & 8:
-                artists.grow_arena(min(longest, 1 << 20))
-            if need & 16:
-                size = max(2 * m_arena.shape[0], int(m_cnt[0]) + min(longest, 1 << 20))
-                m_arena = np.concatenate([m_arena, np.zeros(size - m_arena.shape[0], np.uint8)])
-        slow = np.flatnonzero(status == _SLOW)
-        for i in slow.tolist():
-            raw = data[line_start[i] : line_end[i]]
-            field_raw = raw.split(delimiter.encode())[value_field] if not quoted else None
-            if field_raw is None:
-                parsed = next(csv.reader([raw.decode("utf-8")], delimiter=delimiter))
-                field_raw = parsed[value_field].encode()
-            status[i], value[i] = _slow_value(field_raw)
-        for i in np.flatnonzero((status != _OK) & (status != _SLOW)).tolist():
-            raw = data[line_start[i] : line_end[i]]
-            rejects.append((line_no + i, REASONS[int(status[i])], _raw_text(raw)))
-        ok = status == _OK
-        parts_u.append(ucode[ok])
-        parts_a.append(acode[ok])
-        parts_v.append(value[ok])
-        lines_read += n_lines
-        line_no += n_lines
-    mbid_blob = m_arena[: m_cnt[0]].tobytes()
-    n_art = int(artists.cnt[0])
-    artist_mbid = [mbid_blob[s:e].decode("utf-8") if s >= 0 else None for s, e in m_span[:n_art].tolist()]
-    if quoted:
-        artist_mbid = [m.replace('""', '"') if m is not None else None for m in artist_mbid]
-    return _Scan(
-        path=path,
-        lines_read=lines_read,
-        ucode=np.concatenate(parts_u) if parts_u else np.zeros(0, np.int32),
-        acode=np.concatenate(parts_a) if parts_a else np.zeros(0, np.int32),
-        value=np.concatenate(parts_v) if parts_v else np.zeros(0, np.float64),
-        user_keys=users.keys(quoted),
-        artist_keys=artists.keys(quoted),
-        artist_mbid=artist_mbid,
-        rejects=rejects,
-    )
+            if len(piece) < _CHUNK_BYTES:
+                return  # only a header, without a newline
+            offset += len(piece)
+        while True:
+            f.seek(offset)
+            data = f.read(_CHUNK_BYTES)
+            if not data:
+                return
+            at_eof = len(data) < _CHUNK_BYTES
+            cut = data.rfind(b"\n")
+            while cut < 0 and not at_eof:  # a line longer than a block: read on to its end
+                more = f.read(_CHUNK_BYTES)
+                at_eof = len(more) < _CHUNK_BYTES
+                found = more.find(b"\n")
+                cut = len(data) + found if found >= 0 else -1
+                data += more
+            if at_eof:
+                yield data, len(data)
+                return
+            yield data, cut + 1
+            offset += cut + 1
+
+
+def _scan_block(data: bytes, end: int, layout: _Layout) -> _Block:
+    """Scan the lines of ``data[:end]`` with block-local interners (runs on a worker thread: the
+    kernels release the GIL)."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    n_lines = 0 if end == 0 else data.count(b"\n", 0, end) + (data[end - 1] != 10)
+    status = np.zeros(n_lines, dtype=np.int8)
+    line_start = np.zeros(n_lines, dtype=np.int64)
+    line_end = np.zeros(n_lines, dtype=np.int64)
+    ucode = np.zeros(n_lines, dtype=np.int32)
+    acode = np.zeros(n_lines, dtype=np.int32)
+    value = np.zeros(n_lines, dtype=np.float64)
+    # Sized so that a block of ordinary lines rarely grows its tables (growth changes no code).
+    cap = 1 << max(10, int(n_lines).bit_length())
+    users, artists = _Interner(cap, 1 << 16), _Interner(cap, 1 << 16)
+    mbids = _Mbids(artists.hash.shape[0])
+    fields = layout.kernel_fields()
+    pos, row = 0, 0
+    while True:
+        pos, row, need = _scan_chunk(
+            buf, pos, end, row, fields, layout.quoted, status, line_start, line_end, ucode, acode, value,
+            users.tab, users.hash, users.off, users.arena, users.cnt,
+            artists.tab, artists.hash, artists.off, artists.arena, artists.cnt,
+            mbids.span, mbids.arena, mbids.cnt,
+        )  # fmt: skip
+        if not need:
+            break
+        longest = end  # a line can be no longer than the block
+        if need & 1:
+            users.grow_table()
+        if need & 2:
+            artists.grow_table()
+            mbids.cover(artists.hash.shape[0])
+        if need & 4:
+            users.grow_arena(min(longest, 1 << 20))
+        if need & 8:
+            artists.grow_arena(min(longest, 1 << 20))
+        if need & 16:
+            mbids.grow_arena(min(longest, 1 << 20))
+    spans = np.empty((layout.n_fields, 2), dtype=np.int64)
+    for i in np.flatnonzero(status == _SLOW).tolist():
+        _split_fields(buf, line_start[i], line_end[i], ord(layout.delimiter), layout.quoted, spans)
+        vs, ve = spans[layout.value_field]
+        status[i], value[i] = _slow_value(data[vs:ve])
+    rejects = [
+        (i, REASONS[int(status[i])], _raw_text(data[line_start[i] : line_end[i]]))
+        for i in np.flatnonzero(status != _OK).tolist()
+    ]
+    ok = status == _OK
+    return _Block(n_lines, ucode[ok], acode[ok], value[ok], users, artists, mbids, rejects)
+
+
+class _Merge:
+    """Folds blocks, in file order, into file-wide codes, values, mbids and numbered rejects.
+
+    A key's file-wide code is its rank of first appearance in the file, exactly as a serial scan
+    gives it, because blocks are merged in file order and each block lists its keys in order of
+    first appearance within the block."""
+
+    def __init__(self, first_line: int) -> None:
+        self.users, self.artists, self.mbids = _Interner(), _Interner(), _Mbids()
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.rejects: list[tuple[int, str, str]] = []
+        self.line_no = first_line  # number of the next block's first line
+        self.lines_read = 0
+
+    def add(self, block: _Block) -> None:
+        umap = self.users.merge(block.users)
+        amap = self.artists.merge(block.artists)
+        self.mbids.merge(amap, block.mbids, int(self.artists.cnt[0]))
+        self.parts.append((umap[block.ucode], amap[block.acode], block.value))
+        self.rejects.extend((self.line_no + i, reason, raw) for i, reason, raw in block.rejects)
+        self.line_no += block.n_lines
+        self.lines_read += block.n_lines
+
+    def result(self, path: Path, unquote: bool) -> _Scan:
+        def joined(k: int, dtype: type) -> np.ndarray:
+            return np.concatenate([p[k] for p in self.parts]) if self.parts else np.zeros(0, dtype)
+
+        return _Scan(
+            path=path,
+            lines_read=self.lines_read,
+            ucode=joined(0, np.int32),
+            acode=joined(1, np.int32),
+            value=joined(2, np.float64),
+            user_keys=self.users.keys(unquote),
+            artist_keys=self.artists.keys(unquote),
+            artist_mbid=self.mbids.values(int(self.artists.cnt[0]), unquote),
+            rejects=self.rejects,
+        )
+
+
+def _scan_file(path: Path, layout: _Layout, header: bool = False, threads: int | None = None) -> _Scan:
+    """Scan a delimited text file line by line (see the module docstring for the rules).
+
+    Blocks of ``_CHUNK_BYTES`` (cut at line ends) are scanned on ``threads`` worker threads (see
+    :func:`~recsys_assets.core.threads.resolve_threads`) and merged in file order; at most two
+    blocks per thread are in flight, bounding memory. Results do not depend on the thread count or
+    the block size: the same codes, values, mbids and numbered rejects as a serial scan.
+    """
+    n_threads = resolve_threads(threads)
+    merge = _Merge(first_line=2 if header else 1)
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="scan") as pool:
+        pending: deque[Future[_Block]] = deque()
+        for data, end in _line_blocks(path, header):
+            pending.append(pool.submit(_scan_block, data, end, layout))
+            if len(pending) > 2 * n_threads:
+                merge.add(pending.popleft().result())
+        while pending:
+            merge.add(pending.popleft().result())
+    return merge.result(path, layout.quoted)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -583,6 +822,8 @@ def _scan_file(
 
 
 def _require_file(path: Path, what_to_do: str) -> None:
+    if path.is_dir():
+        raise LoadError(f"{path}: is a folder, not a file; {what_to_do}")
     if not path.is_file():
         raise LoadError(f"{path}: file not found; {what_to_do}")
 
@@ -807,26 +1048,40 @@ def load_synthetic(conn: duckdb.DuckDBPyConnection, plays: SyntheticPlays) -> Lo
 
 
 def load_lastfm360k(
-    conn: duckdb.DuckDBPyConnection, path: str | Path, max_reject_fraction: float = 0.01
+    conn: duckdb.DuckDBPyConnection,
+    path: str | Path,
+    max_reject_fraction: float = 0.01,
+    threads: int | None = None,
 ) -> LoadReport:
     """Load Last.fm-360K's ``usersha1-artmbid-artname-plays.tsv`` into the raw tables.
 
     Format: no header, 4 tab-separated fields ``user-sha1, artist-mbid, artist-name, plays``. The
     artist key is the name as written; ``mbid`` is the first non-empty mbid seen for that name (lines
     without a name are rejected as "empty artist" even when they carry an mbid). Streams the file in
-    32 MiB blocks; memory is ~16 bytes per valid line plus the distinct keys.
+    32 MiB blocks scanned on ``threads`` threads (0/None: all cores); memory is ~16 bytes per valid
+    line plus the distinct keys plus two blocks per thread.
     """
     path = Path(path)
-    _require_file(path, "download it with recsys_assets.core.download.fetch_lastfm360k() or fix the path")
-    scan = _scan_file(path, "\t", 4, user_field=0, artist_field=2, value_field=3, mbid_field=1)
+    _require_file(
+        path,
+        "give the path of usersha1-artmbid-artname-plays.tsv (recsys_assets.core.download.fetch_lastfm360k() "
+        "downloads it)",
+    )
+    layout = _Layout("\t", 4, user_field=0, artist_field=2, value_field=3, mbid_field=1)
+    scan = _scan_file(path, layout, threads=threads)
     return _load_scan(conn, "lastfm360k", scan, list(scan.artist_keys), max_reject_fraction)
 
 
+_CONTROL = frozenset(chr(c) for c in (*range(32), 127)) - {"\t"}
+
+
 def _read_side_file(
-    path: Path, n_fields: int, encoding: str, int_fields: tuple[int, ...]
+    path: Path, n_fields: int, encoding: str, int_fields: tuple[int, ...], name_field: int = -1
 ) -> tuple[list[list[str]], list[tuple[str, int, str, str]]]:
     """Rows (first ``n_fields`` fields, after a header line) of a small tab-separated HetRec file,
-    and its rejects (source_file, line, reason, raw). Fields listed in ``int_fields`` must be integers."""
+    and its rejects (source_file, line, reason, raw). Fields listed in ``int_fields`` must be integers;
+    the ``name_field`` (a name or tag) may have at most ``MAX_FIELD_BYTES`` bytes in UTF-8. The line
+    rules on control characters are those of the scanned files."""
     rows: list[list[str]] = []
     rejects: list[tuple[str, int, str, str]] = []
     with open(path, "rb") as f:
@@ -842,10 +1097,14 @@ def _read_side_file(
             parts = text.split("\t")
             if not text.strip(" "):
                 reason = "empty line"
+            elif not _CONTROL.isdisjoint(text):
+                reason = "control character"
             elif len(parts) != n_fields:
                 reason = "wrong field count"
             elif any(not parts[i].strip(" ").isdigit() for i in int_fields):
                 reason = "non-integer id"
+            elif name_field >= 0 and len(parts[name_field].encode("utf-8")) > MAX_FIELD_BYTES:
+                reason = "field too long"
             else:
                 rows.append(parts)
                 continue
@@ -854,7 +1113,10 @@ def _read_side_file(
 
 
 def load_hetrec(
-    conn: duckdb.DuckDBPyConnection, folder: str | Path, max_reject_fraction: float = 0.01
+    conn: duckdb.DuckDBPyConnection,
+    folder: str | Path,
+    max_reject_fraction: float = 0.01,
+    threads: int | None = None,
 ) -> LoadReport:
     """Load the HetRec-2011 Last.fm-2k folder into the raw tables (plus ``tags`` and ``artist_tags``).
 
@@ -870,13 +1132,12 @@ def load_hetrec(
         raise LoadError(f"{folder}: not a folder; pass the unzipped hetrec2011-lastfm-2k folder")
     for name in _HETREC_FILES:
         _require_file(folder / name, "pass the unzipped hetrec2011-lastfm-2k folder with all its .dat files")
-    scan = _scan_file(
-        folder / "user_artists.dat", "\t", 3, user_field=0, artist_field=1, value_field=2, header=True
-    )
+    layout = _Layout("\t", 3, user_field=0, artist_field=1, value_field=2)
+    scan = _scan_file(folder / "user_artists.dat", layout, header=True, threads=threads)
     reasons = _check_counts(scan.path, scan.lines_read, scan.rows_loaded, scan.rejects, max_reject_fraction)
-    artist_rows, side_rejects = _read_side_file(folder / "artists.dat", 4, "utf-8", (0,))
+    artist_rows, side_rejects = _read_side_file(folder / "artists.dat", 4, "utf-8", (0,), name_field=1)
     names = {row[0].strip(" "): row[1] for row in artist_rows}
-    tag_rows, rej = _read_side_file(folder / "tags.dat", 2, "latin-1", (0,))
+    tag_rows, rej = _read_side_file(folder / "tags.dat", 2, "latin-1", (0,), name_field=1)
     side_rejects += rej
     tagged_rows, rej = _read_side_file(folder / "user_taggedartists.dat", 6, "utf-8", (0, 1, 2))
     side_rejects += rej
@@ -954,6 +1215,7 @@ def load_triples(
     item_column: str = "item",
     value_column: str = "value",
     max_reject_fraction: float = 0.01,
+    threads: int | None = None,
 ) -> LoadReport:
     """Load generic ``user, item, value`` triples (CSV with a header, or Parquet by extension).
 
@@ -969,11 +1231,11 @@ def load_triples(
     if path.suffix.lower() in (".parquet", ".pq"):
         return _load_parquet(conn, path, columns, max_reject_fraction)
     delimiter, names = _sniff_header(path, columns)
-    scan = _scan_file(
-        path, delimiter, len(names), user_field=names.index(user_column),
-        artist_field=names.index(item_column), value_field=names.index(value_column), header=True,
-        quoted=True,
+    layout = _Layout(
+        delimiter, len(names), user_field=names.index(user_column), artist_field=names.index(item_column),
+        value_field=names.index(value_column), quoted=True,
     )  # fmt: skip
+    scan = _scan_file(path, layout, header=True, threads=threads)
     return _load_scan(conn, "triples", scan, list(scan.artist_keys), max_reject_fraction)
 
 
@@ -981,20 +1243,39 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_NUMERIC_TYPES = frozenset(
+    ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+     "UHUGEINT", "FLOAT", "DOUBLE")
+)  # fmt: skip
+
+
+def _numeric_type(duckdb_type: str) -> bool:
+    """Whether a DuckDB column type holds numbers (booleans, text, dates and the rest do not: a
+    Parquet file states its types, so a wrong one is an error about the file, not a per-row reject)."""
+    return duckdb_type in _NUMERIC_TYPES or duckdb_type.startswith("DECIMAL(")
+
+
 def _load_parquet(
     conn: duckdb.DuckDBPyConnection, path: Path, columns: tuple[str, str, str], max_frac: float
 ) -> LoadReport:
     try:
-        present = {
-            row[0] for row in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+        types = {
+            row[0]: row[1]
+            for row in conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
         }
     except duckdb.Error as exc:
         raise LoadError(f"{path}: cannot be read as Parquet ({exc}); check the file") from exc
-    missing = [c for c in columns if c not in present]
+    missing = [c for c in columns if c not in types]
     if missing:
         raise LoadError(
-            f"{path}: Parquet columns {sorted(present)} lack {missing}; "
+            f"{path}: Parquet columns {sorted(types)} lack {missing}; "
             "pass user_column/item_column/value_column matching the file"
+        )
+    value_type = types[columns[2]]
+    if not _numeric_type(value_type):
+        raise LoadError(
+            f"{path}: column {columns[2]!r} has type {value_type}; play counts must be an integer, "
+            "floating-point or decimal Parquet column — convert it, or pass the right value_column"
         )
     sql = (sql_dir() / "load_parquet_stage.sql").read_text(encoding="utf-8")
     sql = sql.format(
@@ -1002,6 +1283,9 @@ def _load_parquet(
         user=_quote_ident(columns[0]),
         item=_quote_ident(columns[1]),
         value=_quote_ident(columns[2]),
+        max_plays=repr(MAX_PLAYS),
+        min_plays=repr(MIN_PLAYS),
+        max_field_bytes=MAX_FIELD_BYTES,
     )
     try:
         conn.execute(sql)
@@ -1056,21 +1340,24 @@ def _cached_hash(path: Path, cache: Path | None) -> str:
     return digest
 
 
-def file_fingerprint(path: str | Path, cache: Path | None = None) -> str:
+def file_fingerprint(path: str | Path, cache: Path | None = None, source: str | None = None) -> str:
     """Content fingerprint of a source: blake2b-160 of the file's bytes (hex), read in 4 MiB blocks.
 
-    For a folder (HetRec) it is the blake2b of the names and content hashes of the four files
-    :func:`load_hetrec` reads. With ``cache`` (a JSON file), a file whose (size, mtime_ns, inode) is
+    For the ``hetrec`` source (a folder) it is the blake2b of the names and content hashes of the four
+    files :func:`load_hetrec` reads; every other ``source`` must be a file. With ``source=None`` a
+    folder is taken for HetRec. With ``cache`` (a JSON file), a file whose (size, mtime_ns, inode) is
     unchanged is not read again; a ``touch`` re-hashes and yields the same fingerprint.
     """
     path = Path(path)
-    if path.is_dir():
+    if source == "hetrec" or (source is None and path.is_dir()):
+        if not path.is_dir():
+            raise LoadError(f"{path}: not a folder; pass the unzipped hetrec2011-lastfm-2k folder")
         digest = hashlib.blake2b(digest_size=20)
         for name in _HETREC_FILES:
             _require_file(path / name, "pass the unzipped hetrec2011-lastfm-2k folder")
             digest.update(f"{name}\0{_cached_hash(path / name, cache)}\0".encode())
         return digest.hexdigest()
-    _require_file(path, "check the path")
+    _require_file(path, f"the {source} source reads one file; give its path" if source else "check the path")
     return _cached_hash(path, cache)
 
 
