@@ -542,3 +542,21 @@ def test_configured_lastfm360k_folder_is_named_as_such(tmp_path: Path) -> None:
     settings = Settings().replace(data={"source": "lastfm360k", "path": str(tmp_path)})
     with pytest.raises(LoadError, match="is a folder, not a file; the lastfm360k source reads one file"):
         source_fingerprint(settings, tmp_path)
+
+
+def test_largest_accepted_plays_stay_finite_through_every_weighting(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    from recsys_assets.core.weighting import weight_user_items
+
+    path = tmp_path / "big.tsv"
+    big = repr(loaders.MAX_PLAYS)
+    lines = [f"u{u}\tm\tA{a}\t{big}" for u in range(4) for a in range(3)] + [f"u0\tm\tA0\t{big}"] * 5
+    path.write_text("\n".join(lines) + "\n")
+    load_lastfm360k(conn, path)
+    X = loaders.read_play_matrix(conn)
+    assert X.dtype == np.float32 and np.isfinite(X.data).all() and X.data.max() == np.float32(6e12)
+    for scheme in ("raw", "bm25", "tfidf", "confidence"):
+        for orientation in ("artist_user", "user_artist"):
+            W = weight_user_items(X, scheme, orientation, tf="raw", alpha=40.0)
+            assert np.isfinite(W.data).all(), (scheme, orientation)

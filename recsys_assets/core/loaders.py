@@ -82,8 +82,8 @@ _CODE = {reason: code for code, reason in REASONS.items()}
 # whole file stays below lines x 1e12 < 1e27 for any file under a petabyte, which leaves float32
 # (max 3.4e38) more than 1e11 of headroom for what multiplies a play count downstream: BM25's
 # (k1 + 1) * idf, TF-IDF's idf <= log(rows), confidence 1 + alpha * x and ALS's alpha * weight.
-# (Last.fm-360K's largest count is about 4e5.) Below: float32's smallest normal number; smaller
-# values vanish or turn subnormal in the float32 matrices.
+# Below: float32's smallest normal number; smaller values vanish or turn subnormal in the float32
+# matrices.
 MAX_PLAYS = 1e12
 MIN_PLAYS = float(np.finfo(np.float32).tiny)
 # Longest user key, artist name or mbid kept, in bytes (UTF-8 as written): a key is an identifier,
