@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_lastfm_tsv import write_lastfm_tsv  # noqa: E402
 
 from recsys_assets.core import loaders  # noqa: E402
+from recsys_assets.core.loaders import scanner, sources, staging  # noqa: E402
 from recsys_assets.core.threads import resolve_threads  # noqa: E402
 
 
@@ -73,10 +74,10 @@ def main() -> None:
 
         return wrapper
 
-    loaders._scan_file = timed("scan", loaders._scan_file)
-    loaders._scan_block = timed("blocks", loaders._scan_block)  # on the worker threads, summed
-    loaders._Merge.add = timed("merge", loaders._Merge.add)
-    loaders._insert_plays = timed("insert_plays", loaders._insert_plays)
+    sources._scan_file = timed("scan", scanner._scan_file)
+    scanner._scan_block = timed("blocks", scanner._scan_block)  # on the worker threads, summed
+    scanner._Merge.add = timed("merge", scanner._Merge.add)
+    staging._insert_plays = timed("insert_plays", staging._insert_plays)
     threads = resolve_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         conn = duckdb.connect(str(Path(tmp) / "raw.duckdb"))

@@ -14,11 +14,14 @@ from recsys_assets.core import loaders
 from recsys_assets.core.loaders import (
     LoadError,
     file_fingerprint,
+    fingerprints,
     load_hetrec,
     load_lastfm360k,
     load_synthetic,
     load_triples,
     raw_schema_sql,
+    scanner,
+    staging,
 )
 from recsys_assets.core.synthetic import generate_plays
 from tests.conftest import HETREC_DIR as HETREC
@@ -168,7 +171,7 @@ def test_small_blocks_and_threads_give_the_same_result(
 ) -> None:
     serial = duckdb.connect(str(tmp_path / "serial.duckdb"))
     load_lastfm360k(serial, BAD_LINES, max_reject_fraction=1.0, threads=1)
-    monkeypatch.setattr(loaders, "_CHUNK_BYTES", chunk)  # lines straddle every block boundary
+    monkeypatch.setattr(scanner, "_CHUNK_BYTES", chunk)  # lines straddle every block boundary
     blocks = duckdb.connect(str(tmp_path / "blocks.duckdb"))
     load_lastfm360k(blocks, BAD_LINES, max_reject_fraction=1.0, threads=threads)
     assert _load_tables(blocks) == _load_tables(serial)
@@ -219,13 +222,13 @@ def test_parallel_scan_equals_serial_scan_on_a_messy_file(
     header = [b"user,item,mbid,value"] if csv_quoting else []
     path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(header + lines))  # BOM, no final newline
     if csv_quoting:
-        layout = loaders._Layout(",", 4, user_field=0, artist_field=1, value_field=3, quoted=True)
+        layout = scanner._Layout(",", 4, user_field=0, artist_field=1, value_field=3, quoted=True)
     else:
-        layout = loaders._Layout("\t", 4, user_field=0, artist_field=1, value_field=3, mbid_field=2)
+        layout = scanner._Layout("\t", 4, user_field=0, artist_field=1, value_field=3, mbid_field=2)
 
     def scan(chunk: int, threads: int) -> tuple:
-        monkeypatch.setattr(loaders, "_CHUNK_BYTES", chunk)
-        s = loaders._scan_file(path, layout, header=csv_quoting, threads=threads)
+        monkeypatch.setattr(scanner, "_CHUNK_BYTES", chunk)
+        s = scanner._scan_file(path, layout, header=csv_quoting, threads=threads)
         return (
             s.lines_read, s.ucode.tolist(), s.acode.tolist(), s.value.tolist(), s.user_keys,
             s.artist_keys, s.artist_mbid, s.rejects,
@@ -326,9 +329,9 @@ def test_failure_inside_transaction_rolls_back(
     before = _table(conn, "SELECT * FROM plays ORDER BY ALL")
     broken = tmp_path / "sql"
     broken.mkdir()
-    shutil.copy(loaders.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
+    shutil.copy(staging.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
     (broken / "load_finish.sql").write_text("INSERT INTO users SELECT * FROM no_such_table;")
-    monkeypatch.setattr(loaders, "sql_dir", lambda: broken)
+    monkeypatch.setattr(staging, "sql_dir", lambda: broken)
     with pytest.raises(duckdb.Error):
         load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
     assert _table(conn, "SELECT * FROM plays ORDER BY ALL") == before
@@ -428,7 +431,7 @@ def test_fingerprint_cache_touch_and_folder(tmp_path: Path) -> None:
     assert file_fingerprint(path) != first
     folder = tmp_path / "hetrec"
     folder.mkdir()
-    for name in loaders._HETREC_FILES:
+    for name in fingerprints._HETREC_FILES:
         (folder / name).write_text(name)
     fp_folder = file_fingerprint(folder, cache)
     (folder / "tags.dat").write_text("changed")
