@@ -42,19 +42,20 @@ def load_configured_source(conn, settings: Settings) -> loaders.LoadReport:
     """Load the source named in ``[data]`` into the warehouse tables (replacing them atomically)."""
     data = settings.data
     threads = settings.runtime.threads  # text files are scanned in parallel blocks
+    limit = data.max_reject_fraction
     if data.source == "synthetic":
         return loaders.load_synthetic(conn, generate_plays(**dataclasses.asdict(settings.synthetic)))
     if data.source == "lastfm360k":
-        return loaders.load_lastfm360k(conn, data.path, data.max_reject_fraction, threads)
+        return loaders.load_lastfm360k(conn, data.path, max_reject_fraction=limit, threads=threads)
     if data.source == "hetrec":
-        return loaders.load_hetrec(conn, data.path, data.max_reject_fraction, threads)
+        return loaders.load_hetrec(conn, data.path, max_reject_fraction=limit, threads=threads)
     return loaders.load_triples(
         conn,
         data.path,
         user_column=data.user_column,
         item_column=data.item_column,
         value_column=data.value_column,
-        max_reject_fraction=data.max_reject_fraction,
+        max_reject_fraction=limit,
         threads=threads,
     )
 
