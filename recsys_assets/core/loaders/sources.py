@@ -64,8 +64,8 @@ def load_lastfm360k(
     Format: no header, 4 tab-separated fields ``user-sha1, artist-mbid, artist-name, plays``. The
     artist key is the name as written; ``mbid`` is the first non-empty mbid seen for that name (lines
     without a name are rejected as "empty artist" even when they carry an mbid). Streams the file in
-    32 MiB blocks scanned on ``threads`` threads (0/None: all cores); memory is ~16 bytes per valid
-    line plus the distinct keys plus two blocks per thread.
+    64 MiB blocks scanned on ``threads`` threads (0/None: all cores); memory is ~16 bytes per valid
+    line plus the distinct keys plus one block (~130 MiB with its arrays) per thread and one more.
     """
     path = Path(path)
     _require_file(
