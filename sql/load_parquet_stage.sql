@@ -1,7 +1,9 @@
 -- Stage a Parquet triples file for load_finish.sql. Placeholders filled by the loader (quoted
--- identifiers / literal): {path}, {user}, {item}, {value}. Row numbers are 1-based and play the role of
--- line numbers in `rejects`. Same rules as the text loaders: empty keys, non-numeric, non-finite,
--- zero and negative values are rejected.
+-- identifiers / literals): {path}, {user}, {item}, {value}, {max_plays}, {min_plays},
+-- {max_field_bytes}. The loader has checked that the value column has a numeric type. Row numbers
+-- are 1-based and play the role of line numbers in `rejects`. Same rules as the text loaders: empty
+-- keys, keys with ASCII control characters (TAB allowed) or over {max_field_bytes} bytes, and
+-- non-finite, zero, negative and out-of-range values are rejected.
 CREATE OR REPLACE TEMP TABLE _parquet_rows AS
 SELECT
     file_row_number + 1 AS line_number,
@@ -12,11 +14,16 @@ SELECT
     CASE
         WHEN user_key IS NULL OR trim(user_key) = '' THEN 'empty user'
         WHEN artist_key IS NULL OR trim(artist_key) = '' THEN 'empty artist'
-        WHEN value_text IS NULL OR trim(value_text) = '' THEN 'empty plays'
+        WHEN regexp_matches(user_key || artist_key, '[\x00-\x08\x0A-\x1F\x7F]') THEN 'control character'
+        WHEN strlen(user_key) > {max_field_bytes} OR strlen(artist_key) > {max_field_bytes}
+            THEN 'field too long'
+        WHEN value_text IS NULL THEN 'empty plays'
         WHEN plays IS NULL THEN 'non-numeric plays'
         WHEN isnan(plays) OR isinf(plays) THEN 'non-finite plays'
         WHEN plays = 0 THEN 'zero plays'
         WHEN plays < 0 THEN 'negative plays'
+        WHEN plays > {max_plays} THEN 'plays too large'
+        WHEN plays < {min_plays} THEN 'plays too small'
     END AS reason
 FROM read_parquet({path}, file_row_number = true);
 

@@ -14,17 +14,20 @@ from recsys_assets.core import loaders
 from recsys_assets.core.loaders import (
     LoadError,
     file_fingerprint,
+    fingerprints,
     load_hetrec,
     load_lastfm360k,
     load_synthetic,
     load_triples,
     raw_schema_sql,
+    scanner,
+    staging,
 )
 from recsys_assets.core.synthetic import generate_plays
+from tests.conftest import HETREC_DIR as HETREC
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BAD_LINES = FIXTURES / "lastfm_bad_lines.tsv"
-HETREC = Path("/work/shared/data/hetrec2011-lastfm-2k")
 
 # What each line of lastfm_bad_lines.tsv is (hand-made fixture): None = loads.
 EXPECTED_LINES: dict[int, str | None] = {
@@ -48,7 +51,14 @@ EXPECTED_LINES: dict[int, str | None] = {
     18: None,  # valid non-ASCII UTF-8
     19: None,  # a quote is plain data in the TSV
     20: "non-numeric plays",  # 1_000
-    21: None,  # no final newline
+    21: "control character",  # NUL inside the artist name
+    22: "plays too large",  # 1e300: finite as a double, infinite as float32
+    23: "plays too large",  # 1e13 (fast path)
+    24: "plays too small",  # 1e-39: below float32's smallest normal number
+    25: "control character",  # a bare CR inside the artist name
+    26: "field too long",  # 1,001-byte artist name
+    27: None,  # a 1,000-byte name (500 x "é") and plays = MAX_PLAYS, both at the limit
+    28: None,  # no final newline
 }
 
 
@@ -101,6 +111,8 @@ def test_bad_lines_each_kind_rejected_with_line_and_reason(conn: duckdb.DuckDBPy
     assert report.rows_rejected == len(expected)
     assert sum(report.reject_reasons.values()) == report.rows_rejected
     assert report.reject_reasons["non-finite plays"] == 2
+    assert report.reject_reasons["plays too large"] == 2
+    assert report.reject_reasons["control character"] == 2
     reference = _reference_parse(BAD_LINES)
     assert _plays_by_key(conn) == reference
     assert report.n_plays == len(reference) == _table(conn, "SELECT count(*) FROM plays")[0][0]
@@ -123,7 +135,7 @@ def test_mbid_is_first_nonempty_and_ids_dense_sorted(conn: duckdb.DuckDBPyConnec
     load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
     mbid = dict(_table(conn, "SELECT artist_key, mbid FROM artists"))
     assert mbid["Artist A"] == "m-a"
-    assert mbid["Artist B"] == "m-b"  # line 2 had no mbid, line 21 has one
+    assert mbid["Artist B"] == "m-b"  # line 2 had no mbid, line 28 has one
     assert mbid["Arcade Fire"] is None
     for table, id_col, key_col in (("users", "user_id", "user_key"), ("artists", "artist_id", "artist_key")):
         rows = _table(conn, f"SELECT {id_col}, {key_col} FROM {table} ORDER BY {id_col}")
@@ -144,16 +156,93 @@ def test_crlf_file_loads_like_lf_file(conn: duckdb.DuckDBPyConnection, tmp_path:
     assert report_crlf.rows_rejected == report_lf.rows_rejected == 0
 
 
-def test_small_blocks_give_the_same_result(
-    conn: duckdb.DuckDBPyConnection, monkeypatch: pytest.MonkeyPatch
+def _load_tables(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Everything a load wrote, ids included (load_log without its timestamp)."""
+    tables = {
+        t: _table(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in ("users", "artists", "plays", "rejects")
+    }
+    tables["load_log"] = _table(conn, "SELECT * EXCLUDE (loaded_at) FROM load_log ORDER BY ALL")
+    return tables
+
+
+@pytest.mark.parametrize(("chunk", "threads"), [(7, 1), (7, 3), (64, 2)])
+def test_small_blocks_and_threads_give_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, threads: int
 ) -> None:
-    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
-    plays = _plays_by_key(conn)
-    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
-    monkeypatch.setattr(loaders, "_CHUNK_BYTES", 7)  # lines straddle every block boundary
-    load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
-    assert _plays_by_key(conn) == plays
-    assert _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1") == rejects
+    serial = duckdb.connect(str(tmp_path / "serial.duckdb"))
+    load_lastfm360k(serial, BAD_LINES, max_reject_fraction=1.0, threads=1)
+    monkeypatch.setattr(scanner, "_CHUNK_BYTES", chunk)  # lines straddle every block boundary
+    blocks = duckdb.connect(str(tmp_path / "blocks.duckdb"))
+    load_lastfm360k(blocks, BAD_LINES, max_reject_fraction=1.0, threads=threads)
+    assert _load_tables(blocks) == _load_tables(serial)
+
+
+def _messy_lines(rng: np.random.Generator, n: int, csv_quoting: bool) -> list[bytes]:
+    """Seeded mix of valid and bad lines (CRLF on some), keys repeating so interning matters."""
+    users = [f"user-{i:03d}".encode() for i in range(40)]
+    artists = [f"Artist {i}".encode() for i in range(150)] + ["Café ü".encode(), b"Sigur R\xc3\xb3s"]
+    if csv_quoting:
+        artists += [b'"Crosby, Stills"', b'"Say ""Hi"""']
+    sep = b"," if csv_quoting else b"\t"
+    bad = [
+        b"",
+        b"   ",
+        b"u" + sep + b"only two",
+        b"u" + sep + b"A" + sep + b"\xff\xfe" + sep + b"1",
+        b"u" + sep + b"Nul\x00" + sep + b"m" + sep + b"2",
+        b"u" + sep + b"Cr\rx" + sep + b"m" + sep + b"2",
+    ]
+    out = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.1:
+            line = bad[rng.integers(len(bad))]
+        else:
+            value = [b"3", b"1e2", b"0", b"-1", b"1e300", b"2.5", b"x", b"1e-39"][rng.integers(8)]
+            if rng.random() < 0.75:
+                value = str(int(rng.integers(1, 500))).encode()
+            mbid = b"" if rng.random() < 0.3 else f"mb-{rng.integers(5)}".encode()
+            line = sep.join(
+                [users[rng.integers(len(users))], artists[rng.integers(len(artists))], mbid, value]
+            )
+        out.append(line + (b"\r" if rng.random() < 0.2 else b""))
+    if csv_quoting:
+        out.insert(n // 2, b'u1,"two')  # a quoted field cannot span lines: both halves are bad quoting
+        out.insert(n // 2 + 1, b'lines",m,3')
+    return out
+
+
+@pytest.mark.parametrize("csv_quoting", [False, True])
+def test_parallel_scan_equals_serial_scan_on_a_messy_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, csv_quoting: bool
+) -> None:
+    rng = np.random.default_rng(11)
+    lines = _messy_lines(rng, 3000, csv_quoting)
+    path = tmp_path / ("plays.csv" if csv_quoting else "plays.tsv")
+    header = [b"user,item,mbid,value"] if csv_quoting else []
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n".join(header + lines))  # BOM, no final newline
+    if csv_quoting:
+        layout = scanner._Layout(",", 4, user_field=0, artist_field=1, value_field=3, quoted=True)
+    else:
+        layout = scanner._Layout("\t", 4, user_field=0, artist_field=1, value_field=3, mbid_field=2)
+
+    def scan(chunk: int, threads: int) -> tuple:
+        monkeypatch.setattr(scanner, "_CHUNK_BYTES", chunk)
+        s = scanner._scan_file(path, layout, header=csv_quoting, threads=threads)
+        return (
+            s.lines_read, s.ucode.tolist(), s.acode.tolist(), s.value.tolist(), s.user_keys,
+            s.artist_keys, s.artist_mbid, s.rejects,
+        )  # fmt: skip
+
+    serial = scan(1 << 30, 1)  # the whole file is one block: a plain serial scan
+    assert serial[0] == len(lines) and len(serial[-1]) > 200  # every kind of line occurs
+    assert len(serial[1]) + len(serial[-1]) == serial[0]
+    for chunk, threads in ((5, 3), (97, 2), (4096, 2)):
+        assert scan(chunk, threads) == serial, (chunk, threads)
+    first_line = 2 if csv_quoting else 1
+    for line_no, reason, raw in serial[-1]:
+        expected = lines[line_no - first_line].removesuffix(b"\r")
+        assert raw == expected.decode("utf-8", errors="backslashreplace"), (line_no, reason)
 
 
 def test_synthetic_roundtrip_through_tsv_grows_interners(
@@ -225,7 +314,7 @@ def test_reject_fraction_exceeded_leaves_tables_intact(conn: duckdb.DuckDBPyConn
     before = {t: _table(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in ("users", "artists", "plays")}
     with pytest.raises(LoadError, match="max_reject_fraction") as info:
         load_lastfm360k(conn, BAD_LINES, max_reject_fraction=0.2)
-    assert "13 of 21 lines rejected" in str(info.value)
+    assert "19 of 28 lines rejected" in str(info.value)
     assert "wrong field count: 2 (first at line 4)" in str(info.value)
     after = {t: _table(conn, f"SELECT * FROM {t} ORDER BY ALL") for t in ("users", "artists", "plays")}
     assert after == before
@@ -240,9 +329,9 @@ def test_failure_inside_transaction_rolls_back(
     before = _table(conn, "SELECT * FROM plays ORDER BY ALL")
     broken = tmp_path / "sql"
     broken.mkdir()
-    shutil.copy(loaders.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
+    shutil.copy(staging.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
     (broken / "load_finish.sql").write_text("INSERT INTO users SELECT * FROM no_such_table;")
-    monkeypatch.setattr(loaders, "sql_dir", lambda: broken)
+    monkeypatch.setattr(staging, "sql_dir", lambda: broken)
     with pytest.raises(duckdb.Error):
         load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
     assert _table(conn, "SELECT * FROM plays ORDER BY ALL") == before
@@ -342,8 +431,135 @@ def test_fingerprint_cache_touch_and_folder(tmp_path: Path) -> None:
     assert file_fingerprint(path) != first
     folder = tmp_path / "hetrec"
     folder.mkdir()
-    for name in loaders._HETREC_FILES:
+    for name in fingerprints._HETREC_FILES:
         (folder / name).write_text(name)
     fp_folder = file_fingerprint(folder, cache)
     (folder / "tags.dat").write_text("changed")
     assert file_fingerprint(folder, cache) != fp_folder
+
+
+def test_triples_csv_bare_cr_nul_and_huge_values_are_rejects(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # "1e2" takes the slow path, which once re-parsed the line with Python's csv module: a bare CR
+    # raised _csv.Error and a 200,000-character note "field larger than field limit".
+    path = tmp_path / "t.csv"
+    path.write_bytes(
+        b"user,item,value,note\nu1,A,3,x\nu4,Carriage\rReturn,1e2,y\nu2,B,1e2," + b"z" * 200_000
+        + b'\nu3,C,1e300,z\nu5,"Nul\x00",2,q\nu6,"' + b"D" * 1001 + b'",1,q\n'
+    )  # fmt: skip
+    report = load_triples(conn, path, max_reject_fraction=1.0)
+    assert (report.lines_read, report.rows_loaded) == (6, 2)
+    assert _plays_by_key(conn) == {("u1", "A"): 3.0, ("u2", "B"): 100.0}
+    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
+    assert rejects == [
+        (3, "control character"),
+        (5, "plays too large"),
+        (6, "control character"),
+        (7, "field too long"),
+    ]
+
+
+def test_hetrec_applies_the_same_rules(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    folder = tmp_path / "hetrec"
+    folder.mkdir()
+    (folder / "user_artists.dat").write_bytes(
+        b"userID\tartistID\tweight\n2\t51\t13883\n2\t52\t1e300\n3\t51\t7\n3\t53\t1e-45\n"
+    )
+    (folder / "artists.dat").write_bytes(
+        b"id\tname\turl\tpictureURL\n51\tDuran Duran\tu\tp\n52\tNul\x00\tu\tp\n53\t"
+        + b"N" * 1001 + b"\tu\tp\n"
+    )  # fmt: skip
+    (folder / "tags.dat").write_bytes(b"tagID\ttagValue\n1\tmetal\n2\tpop\rrock\n")
+    (folder / "user_taggedartists.dat").write_bytes(
+        b"userID\tartistID\ttagID\tday\tmonth\tyear\n2\t51\t1\t1\t4\t2009\n"
+    )
+    report = load_hetrec(conn, folder, max_reject_fraction=1.0)
+    assert (report.lines_read, report.rows_loaded, report.rows_rejected) == (4, 2, 2)
+    assert _plays_by_key(conn) == {("2", "51"): 13883.0, ("3", "51"): 7.0}
+    assert _table(conn, "SELECT artist_key, name FROM artists") == [("51", "Duran Duran")]
+    rejects = _table(conn, "SELECT source_file, line_number, reason FROM rejects ORDER BY 1, 2")
+    assert [(Path(f).name, line, reason) for f, line, reason in rejects] == [
+        ("artists.dat", 3, "control character"),
+        ("artists.dat", 4, "field too long"),
+        ("tags.dat", 3, "control character"),
+        ("user_artists.dat", 3, "plays too large"),
+        ("user_artists.dat", 5, "plays too small"),
+    ]
+
+
+def test_parquet_value_bounds_control_characters_and_long_keys(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.parquet"
+    conn.execute(
+        "COPY (SELECT * FROM (VALUES ('u1', 'a', 1e300), ('u2', 'b', 2.0), ('u3', 'n' || chr(0), 1.0), "
+        "('u4', repeat('x', 1001), 1.0), ('u5', 'c', 1e-40), ('u6', 'd', 1e12), ('u7', 'e', 1.5e12)) "
+        "t(usr, itm, val)) TO '" + str(path) + "'"
+    )
+    report = load_triples(
+        conn, path, user_column="usr", item_column="itm", value_column="val", max_reject_fraction=1
+    )
+    assert (report.lines_read, report.rows_loaded) == (7, 2)
+    assert _plays_by_key(conn) == {("u2", "b"): 2.0, ("u6", "d"): 1e12}
+    rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
+    assert rejects == [
+        (1, "plays too large"),
+        (3, "control character"),
+        (4, "field too long"),
+        (5, "plays too small"),
+        (7, "plays too large"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sql_value", "type_name"),
+    [("true", "BOOLEAN"), ("'3'", "VARCHAR"), ("DATE '2020-01-01'", "DATE")],
+)
+def test_parquet_non_numeric_value_column_is_an_error(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path, sql_value: str, type_name: str
+) -> None:
+    path = tmp_path / "t.parquet"
+    conn.execute(f"COPY (SELECT 'u1' AS usr, 'a' AS itm, {sql_value} AS val) TO '{path}'")
+    with pytest.raises(LoadError, match=f"column 'val' has type {type_name}") as info:
+        load_triples(conn, path, user_column="usr", item_column="itm", value_column="val")
+    assert str(path) in str(info.value)
+
+
+def test_a_folder_where_a_file_belongs_says_so(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> None:
+    with pytest.raises(LoadError, match="is a folder, not a file") as info:
+        load_lastfm360k(conn, tmp_path)
+    assert "hetrec" not in str(info.value)
+    with pytest.raises(LoadError, match="is a folder, not a file; the lastfm360k source reads one file"):
+        file_fingerprint(tmp_path, source="lastfm360k")
+    a_file = tmp_path / "plays.tsv"
+    a_file.write_text("u\tm\ta\t1\n")
+    with pytest.raises(LoadError, match="not a folder; pass the unzipped hetrec2011"):
+        file_fingerprint(a_file, source="hetrec")
+
+
+def test_configured_lastfm360k_folder_is_named_as_such(tmp_path: Path) -> None:
+    from recsys_assets.assets.ingest import source_fingerprint
+    from recsys_assets.settings import Settings
+
+    settings = Settings().replace(data={"source": "lastfm360k", "path": str(tmp_path)})
+    with pytest.raises(LoadError, match="is a folder, not a file; the lastfm360k source reads one file"):
+        source_fingerprint(settings, tmp_path)
+
+
+def test_largest_accepted_plays_stay_finite_through_every_weighting(
+    conn: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    from recsys_assets.core.weighting import weight_user_items
+
+    path = tmp_path / "big.tsv"
+    big = repr(loaders.MAX_PLAYS)
+    lines = [f"u{u}\tm\tA{a}\t{big}" for u in range(4) for a in range(3)] + [f"u0\tm\tA0\t{big}"] * 5
+    path.write_text("\n".join(lines) + "\n")
+    load_lastfm360k(conn, path)
+    X = loaders.read_play_matrix(conn)
+    assert X.dtype == np.float32 and np.isfinite(X.data).all() and X.data.max() == np.float32(6e12)
+    for scheme in ("raw", "bm25", "tfidf", "confidence"):
+        for orientation in ("artist_user", "user_artist"):
+            W = weight_user_items(X, scheme, orientation, tf="raw", alpha=40.0)
+            assert np.isfinite(W.data).all(), (scheme, orientation)

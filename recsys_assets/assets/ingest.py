@@ -35,25 +35,28 @@ def source_fingerprint(settings: Settings, home: Path) -> str:
         raise loaders.LoadError(
             f"{path}: the {data.source} input does not exist; fix [data] path in the settings file"
         )
-    return loaders.file_fingerprint(path, cache=home / "fingerprints.json")
+    return loaders.file_fingerprint(path, cache=home / "fingerprints.json", source=data.source)
 
 
 def load_configured_source(conn, settings: Settings) -> loaders.LoadReport:
     """Load the source named in ``[data]`` into the warehouse tables (replacing them atomically)."""
     data = settings.data
+    threads = settings.runtime.threads  # text files are scanned in parallel blocks
+    limit = data.max_reject_fraction
     if data.source == "synthetic":
         return loaders.load_synthetic(conn, generate_plays(**dataclasses.asdict(settings.synthetic)))
     if data.source == "lastfm360k":
-        return loaders.load_lastfm360k(conn, data.path, max_reject_fraction=data.max_reject_fraction)
+        return loaders.load_lastfm360k(conn, data.path, max_reject_fraction=limit, threads=threads)
     if data.source == "hetrec":
-        return loaders.load_hetrec(conn, data.path, max_reject_fraction=data.max_reject_fraction)
+        return loaders.load_hetrec(conn, data.path, max_reject_fraction=limit, threads=threads)
     return loaders.load_triples(
         conn,
         data.path,
         user_column=data.user_column,
         item_column=data.item_column,
         value_column=data.value_column,
-        max_reject_fraction=data.max_reject_fraction,
+        max_reject_fraction=limit,
+        threads=threads,
     )
 
 
