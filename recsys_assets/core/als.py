@@ -375,7 +375,7 @@ def _loss_rows(
             for j in range(f):
                 acc = 0.0
                 for k in range(f):
-                    acc += np.float64(gram[j, k]) * x[k]
+                    acc += gram[j, k] * x[k]
                 total += acc * x[j]
             # ... corrected on the observed pairs: c (1 - s)^2 replaces s^2.
             end = indptr[u + 1]
@@ -466,10 +466,23 @@ def _row_blocks(indptr: np.ndarray, factors: int, n_threads: int) -> np.ndarray:
     return np.unique(bounds)
 
 
+# Rows of a factor matrix converted to float64 at a time for a float64 Gram matrix: bounds the copy
+# (64 MiB at 64 factors) instead of converting a 300K-row matrix at once.
+_GRAM_CHUNK_ROWS = 131072
+
+
 def _gram(fixed: np.ndarray, regularization: float, dtype: type) -> np.ndarray:
-    """``fixed^T fixed + regularization * I`` in ``dtype`` (call with BLAS pinned: deterministic)."""
-    work = fixed.astype(dtype, copy=False)
-    gram = work.T @ work
+    """``fixed^T fixed + regularization * I`` in ``dtype`` (call with BLAS pinned: deterministic).
+
+    In float64 the products of float32 inputs are exact and chunks are added in a fixed order.
+    """
+    if dtype == np.float32:
+        gram = fixed.T @ fixed
+    else:
+        gram = np.zeros((fixed.shape[1], fixed.shape[1]), dtype=dtype)
+        for start in range(0, fixed.shape[0], _GRAM_CHUNK_ROWS):
+            work = fixed[start : start + _GRAM_CHUNK_ROWS].astype(dtype)
+            gram += work.T @ work
     gram[np.diag_indices_from(gram)] += regularization
     return np.ascontiguousarray(gram)
 
@@ -511,7 +524,9 @@ def _loss(
     blocks: np.ndarray,
 ) -> float:
     """Loss on validated inputs (see :func:`als_loss`). Call inside ``numba_threads``."""
-    gram = _gram(item_factors, 0.0, np.float32)
+    # float64: the loss is a reference figure (compared with implicit's to 1e-5 and across runs); a
+    # float32 Gram would carry up to n_items * eps32 relative error into the unobserved-pairs term.
+    gram = _gram(item_factors, 0.0, np.float64)
     per_row = np.empty(matrix.shape[0], dtype=np.float64)
     with numba.parallel_chunksize(1):
         _loss_rows(
