@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -9,10 +14,12 @@ import scipy.sparse as sp
 from recsys_assets.core.als import (
     AlsInputError,
     AlsNumericalError,
+    _gram,
     als_loss,
     fit_als,
     solve_rows,
 )
+from recsys_assets.core.threads import numba_threads
 from tests.conftest import HETREC_DIR
 
 HETREC = HETREC_DIR / "user_artists.dat"
@@ -456,3 +463,58 @@ def test_hetrec_training_loss_matches_implicit():
     theirs = als_loss(confidence, model.user_factors, model.item_factors, 0.01)
     assert ours.loss[-1] == pytest.approx(theirs, rel=LOSS_RTOL)
     assert abs(ours.loss[-2] - theirs) > 30 * LOSS_RTOL * theirs
+
+
+_FIT_DIGEST = """
+import hashlib, sys
+import numpy as np
+import scipy.sparse as sp
+from recsys_assets.core.als import fit_als
+
+rng = np.random.default_rng(3)
+items = np.minimum((rng.pareto(1.0, 20000) * 20).astype(np.int64), 1499)
+users = rng.integers(0, 2000, 20000)
+confidence = sp.csr_matrix(
+    (1 + 10 * rng.random(20000).astype(np.float32), (users, items)), shape=(2000, 1500)
+)
+for threads in map(int, sys.argv[1:]):
+    fit = fit_als(confidence, factors=32, iterations=4, seed=11, threads=threads)
+    digest = hashlib.sha256(fit.user_factors.tobytes() + fit.item_factors.tobytes())
+    print(threads, digest.hexdigest(), repr(fit.loss[-1]))
+"""
+
+
+@pytest.mark.slow
+def test_fit_is_bit_reproducible_across_processes_and_threads():
+    """A fixed seed gives the same bytes in two fresh processes (other memory layout, numba kernels
+    from the on-disk cache) at 1, 2 and 4 threads (numba's pool sized to 4: more than the 2 cores
+    of the development machine)."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), NUMBA_NUM_THREADS="4")
+    digests = []
+    for _ in range(2):
+        run = subprocess.run(
+            [sys.executable, "-c", _FIT_DIGEST, "1", "2", "4"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests += run.stdout.split()[1::3]
+    assert len(digests) == 6 and len(set(digests)) == 1, digests
+
+
+def test_gram_matrix_is_the_float64_sum_rounded_once():
+    """The Gram matrix the CG solves with does not depend on a BLAS kernel or thread count: it is the
+    exact ``Y^T Y`` rounded once to float32 (a BLAS float32 GEMM differs by its own summation order,
+    which changes with ``OPENBLAS_CORETYPE``; fits differed by 1e-3 after 15 iterations)."""
+    rng = np.random.default_rng(2)
+    fixed = rng.normal(0.0, 0.3, size=(5000, 24)).astype(np.float32)
+    # Products of float32 values are exact in float64; sums in 80-bit extended precision carry 11 more
+    # bits than float64, so rounding this reference to float32 gives the correctly rounded Gram matrix.
+    wide = fixed.astype(np.longdouble)
+    reference = (wide.T @ wide).astype(np.float32)
+    for threads in (1, 2):
+        with numba_threads(threads):
+            np.testing.assert_array_equal(_gram(fixed, 0.0, np.float32), reference)
