@@ -266,7 +266,15 @@ def _cg_block(indptr, indices, data, fixed, gram, current, cg_steps, first, last
             rs_old = rs_new
 
 
-@numba.njit(cache=True, fastmath=True, parallel=True)
+# The CG kernels are compiled in every process, never loaded from numba's on-disk cache: with numba
+# 0.68.1 on AMD Zen 4, the machine code loaded from the cache gave other float32 results (every
+# element of a half-step, at rounding level) than the code compiled in-process, so a fit from a cold
+# cache (a fresh clone, the first run) and every later fit differed by up to 1e-3 after 15
+# iterations. Compiling costs a few seconds once per process that fits ALS.
+_CG_CACHE = False
+
+
+@numba.njit(cache=_CG_CACHE, fastmath=True, parallel=True)
 def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts):  # pragma: no cover
     f = fixed.shape[1]
     for b in numba.prange(block_starts.shape[0] - 1):
@@ -275,7 +283,7 @@ def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts
         )
 
 
-@numba.njit(cache=True, fastmath=True, parallel=True)
+@numba.njit(cache=_CG_CACHE, fastmath=True, parallel=True)
 def _cg_rows_unrolled(
     indptr, indices, data, fixed, gram, current, cg_steps, block_starts
 ):  # pragma: no cover
