@@ -21,6 +21,12 @@ items), CG stopping rule and loss normalisation follow ``implicit`` 0.7.3's CPU 
 losses are directly comparable with it. Kernels are numba ``prange`` loops over blocks of rows of
 balanced work; every row is computed independently and in a fixed order, so results do not depend on
 the thread count.
+
+A fit renumbers users and items by decreasing number of stored entries before solving and returns the
+factors in the caller's order: the popular item rows that most stored entries gather then sit together
+at the start of the factor matrix (fewer pages and cache lines to keep hot), and rows of similar cost
+share a block. Reproducibility: a fixed seed gives the same bytes for any thread count, BLAS library or
+process on one machine (the Gram matrix is summed by :func:`_gram_kernel`; see ``_CG_CACHE``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ _FLOATS_PER_LINE = 16
 _CACHED_ENTRIES = 1024
 # The factor width compiled with constant loop bounds (the product's default).
 _UNROLLED_WIDTH = 64
+# Fits renumber users and items by decreasing number of stored entries (see ``fit_als``).
+_BY_POPULARITY = True
 
 
 class AlsInputError(ValueError):
@@ -588,6 +596,25 @@ def _solve_in_place(
         )
 
 
+def _popularity_orders(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(users by decreasing stored entries, items by decreasing stored entries), ties by index."""
+    user_counts = np.diff(matrix.indptr)
+    item_counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    return np.argsort(-user_counts, kind="stable"), np.argsort(-item_counts, kind="stable")
+
+
+def _permuted(matrix: sp.csr_matrix, user_order: np.ndarray, item_order: np.ndarray) -> sp.csr_matrix:
+    """``matrix[user_order][:, item_order]`` in canonical CSR form (int64 indptr, int32 indices)."""
+    rows = matrix[user_order]
+    new_index = np.empty_like(item_order)
+    new_index[item_order] = np.arange(item_order.shape[0])
+    rows.indices = new_index[rows.indices].astype(np.int32)
+    rows.has_sorted_indices = False
+    rows.sort_indices()
+    rows.indptr = rows.indptr.astype(np.int64, copy=False)
+    return rows
+
+
 def _loss(
     matrix: sp.csr_matrix,
     user_factors: np.ndarray,
@@ -710,6 +737,11 @@ def fit_als(
     else:
         items = _checked_factors("item_factors", item_factors, n_items, factors)
 
+    # Solve in popularity order (module docstring): permute in, un-permute the factors out.
+    user_order, item_order = _popularity_orders(matrix) if _BY_POPULARITY else (None, None)
+    if user_order is not None:
+        matrix = _permuted(matrix, user_order, item_order)
+        users, items = users[user_order], items[item_order]
     transposed = matrix.T.tocsr()
     transposed.indptr = transposed.indptr.astype(np.int64, copy=False)
     transposed.indices = transposed.indices.astype(np.int32, copy=False)
@@ -731,4 +763,9 @@ def fit_als(
                 result.loss.append(loss)
             if callback is not None:
                 callback(iteration, loss, seconds)
+    if user_order is not None:
+        result.user_factors = np.empty_like(users)
+        result.user_factors[user_order] = users
+        result.item_factors = np.empty_like(items)
+        result.item_factors[item_order] = items
     return result
