@@ -19,6 +19,7 @@ The last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -39,7 +40,8 @@ from implicit.evaluation import ranking_metrics_at_k, train_test_split  # noqa: 
 from recsys_assets.core.als import als_loss, fit_als  # noqa: E402
 from recsys_assets.core.weighting import bm25_weight  # noqa: E402
 
-HETREC = Path("/work/shared/data/hetrec2011-lastfm-2k/user_artists.dat")
+# The shared data folder sits next to the repository (as tests/conftest.py finds it).
+HETREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k" / "user_artists.dat"
 SPLIT_SEED = 42
 
 
@@ -229,6 +231,8 @@ def main() -> None:
         "implicit_own_loss": imp_own_loss,
         "loss_ratio": ours_loss / imp_loss,
         "load_average_1min": round(load[0], 2),
+        # Same seed, threads and machine give the same bytes (recsys_assets/core/als.py): compare runs.
+        "ours_factors_sha256": hashlib.sha256(ours_users.tobytes() + ours_items.tobytes()).hexdigest(),
     }
     if test is not None:
         report["ours_p_at_10"] = precision_at_10(train, test, ours_users, ours_items, args.threads)

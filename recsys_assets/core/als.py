@@ -21,6 +21,12 @@ items), CG stopping rule and loss normalisation follow ``implicit`` 0.7.3's CPU 
 losses are directly comparable with it. Kernels are numba ``prange`` loops over blocks of rows of
 balanced work; every row is computed independently and in a fixed order, so results do not depend on
 the thread count.
+
+A fit renumbers users and items by decreasing number of stored entries before solving and returns the
+factors in the caller's order: the popular item rows that most stored entries gather then sit together
+at the start of the factor matrix (fewer pages and cache lines to keep hot), and rows of similar cost
+share a block. Reproducibility: a fixed seed gives the same bytes for any thread count, BLAS library or
+process on one machine (the Gram matrix is summed by :func:`_gram_kernel`; see ``_CG_CACHE``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,8 @@ _FLOATS_PER_LINE = 16
 _CACHED_ENTRIES = 1024
 # The factor width compiled with constant loop bounds (the product's default).
 _UNROLLED_WIDTH = 64
+# Fits renumber users and items by decreasing number of stored entries (see ``fit_als``).
+_BY_POPULARITY = True
 
 
 class AlsInputError(ValueError):
@@ -266,7 +274,15 @@ def _cg_block(indptr, indices, data, fixed, gram, current, cg_steps, first, last
             rs_old = rs_new
 
 
-@numba.njit(cache=True, fastmath=True, parallel=True)
+# The CG kernels are compiled in every process, never loaded from numba's on-disk cache: with numba
+# 0.68.1 on AMD Zen 4, the machine code loaded from the cache gave other float32 results (every
+# element of a half-step, at rounding level) than the code compiled in-process, so a fit from a cold
+# cache (a fresh clone, the first run) and every later fit differed by up to 1e-3 after 15
+# iterations. Compiling costs a few seconds once per process that fits ALS.
+_CG_CACHE = False
+
+
+@numba.njit(cache=_CG_CACHE, fastmath=True, parallel=True)
 def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts):  # pragma: no cover
     f = fixed.shape[1]
     for b in numba.prange(block_starts.shape[0] - 1):
@@ -275,7 +291,7 @@ def _cg_rows(indptr, indices, data, fixed, gram, current, cg_steps, block_starts
         )
 
 
-@numba.njit(cache=True, fastmath=True, parallel=True)
+@numba.njit(cache=_CG_CACHE, fastmath=True, parallel=True)
 def _cg_rows_unrolled(
     indptr, indices, data, fixed, gram, current, cg_steps, block_starts
 ):  # pragma: no cover
@@ -375,7 +391,7 @@ def _loss_rows(
             for j in range(f):
                 acc = 0.0
                 for k in range(f):
-                    acc += np.float64(gram[j, k]) * x[k]
+                    acc += gram[j, k] * x[k]
                 total += acc * x[j]
             # ... corrected on the observed pairs: c (1 - s)^2 replaces s^2.
             end = indptr[u + 1]
@@ -389,6 +405,77 @@ def _loss_rows(
                 c = np.float64(data[idx])
                 total += c * (1.0 - s) * (1.0 - s) - s * s
             out[u] = total
+
+
+# Rows per block of the Gram matrix's partial sums: a fixed partition (not one per thread), so the
+# float64 partial sums and the order they are added in do not depend on the thread count.
+_GRAM_BLOCK_ROWS = 1024
+
+
+@numba.njit(cache=True, parallel=True)
+def _gram_kernel(fixed, block_rows, partials, out):  # pragma: no cover
+    """out = fixed^T fixed in float64, summed in an order fixed by ``block_rows`` alone.
+
+    Block ``b`` (rows ``b * block_rows`` onwards) accumulates its rows into ``partials[b]`` one row at a
+    time (each element's sum runs over the rows in order, four rows added first then to the sum; the loops over elements only vectorise, they
+    reorder nothing), then the blocks are added in block order. No fastmath: strict IEEE order, and the
+    products of float32 values are exact in float64. This replaces a BLAS call whose float32 summation
+    order depends on the BLAS kernel (``OPENBLAS_CORETYPE``) and thread count: two fits of one machine
+    differed by 1e-3 after 15 iterations when only that changed.
+    """
+    n, f = fixed.shape
+    n_blocks = partials.shape[0]
+    for b in numba.prange(n_blocks):
+        acc = partials[b]
+        first = b * block_rows
+        rows = min(n, first + block_rows) - first
+        # The block's rows converted once (the update below reads every element f / 2 times).
+        block = np.empty((rows, f), dtype=np.float64)
+        for r in range(rows):
+            for k in range(f):
+                block[r, k] = fixed[first + r, k]
+        r = 0
+        # Eight rows per pass over the accumulator: one load and store of it per eight rows.
+        while r + 7 < rows:
+            y1 = block[r]
+            y2 = block[r + 1]
+            y3 = block[r + 2]
+            y4 = block[r + 3]
+            y5 = block[r + 4]
+            y6 = block[r + 5]
+            y7 = block[r + 6]
+            y8 = block[r + 7]
+            for j in range(f):
+                a1 = y1[j]
+                a2 = y2[j]
+                a3 = y3[j]
+                a4 = y4[j]
+                a5 = y5[j]
+                a6 = y6[j]
+                a7 = y7[j]
+                a8 = y8[j]
+                row = acc[j]
+                # Lower triangle only; mirrored below.
+                for k in range(j + 1):
+                    row[k] += ((a1 * y1[k] + a2 * y2[k]) + (a3 * y3[k] + a4 * y4[k])) + (
+                        (a5 * y5[k] + a6 * y6[k]) + (a7 * y7[k] + a8 * y8[k])
+                    )
+            r += 8
+        while r < rows:
+            y = block[r]
+            for j in range(f):
+                a = y[j]
+                row = acc[j]
+                for k in range(j + 1):
+                    row[k] += a * y[k]
+            r += 1
+    for j in range(f):
+        for k in range(j + 1):
+            total = 0.0
+            for b in range(n_blocks):
+                total += partials[b, j, k]
+            out[j, k] = total
+            out[k, j] = total
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,11 +554,17 @@ def _row_blocks(indptr: np.ndarray, factors: int, n_threads: int) -> np.ndarray:
 
 
 def _gram(fixed: np.ndarray, regularization: float, dtype: type) -> np.ndarray:
-    """``fixed^T fixed + regularization * I`` in ``dtype`` (call with BLAS pinned: deterministic)."""
-    work = fixed.astype(dtype, copy=False)
-    gram = work.T @ work
+    """``fixed^T fixed + regularization * I`` in ``dtype``, the same bits for any thread count or BLAS.
+
+    Accumulated in float64 by :func:`_gram_kernel`; the float32 result is the float64 sum rounded once.
+    Call inside ``numba_threads``.
+    """
+    n_blocks = max(1, -(-fixed.shape[0] // _GRAM_BLOCK_ROWS))
+    gram = np.empty((fixed.shape[1], fixed.shape[1]), dtype=np.float64)
+    with numba.parallel_chunksize(1):
+        _gram_kernel(fixed, _GRAM_BLOCK_ROWS, np.zeros((n_blocks,) + gram.shape), gram)
     gram[np.diag_indices_from(gram)] += regularization
-    return np.ascontiguousarray(gram)
+    return np.ascontiguousarray(gram, dtype=dtype)
 
 
 def _solve_in_place(
@@ -503,6 +596,25 @@ def _solve_in_place(
         )
 
 
+def _popularity_orders(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(users by decreasing stored entries, items by decreasing stored entries), ties by index."""
+    user_counts = np.diff(matrix.indptr)
+    item_counts = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    return np.argsort(-user_counts, kind="stable"), np.argsort(-item_counts, kind="stable")
+
+
+def _permuted(matrix: sp.csr_matrix, user_order: np.ndarray, item_order: np.ndarray) -> sp.csr_matrix:
+    """``matrix[user_order][:, item_order]`` in canonical CSR form (int64 indptr, int32 indices)."""
+    rows = matrix[user_order]
+    new_index = np.empty_like(item_order)
+    new_index[item_order] = np.arange(item_order.shape[0])
+    rows.indices = new_index[rows.indices].astype(np.int32)
+    rows.has_sorted_indices = False
+    rows.sort_indices()
+    rows.indptr = rows.indptr.astype(np.int64, copy=False)
+    return rows
+
+
 def _loss(
     matrix: sp.csr_matrix,
     user_factors: np.ndarray,
@@ -511,7 +623,9 @@ def _loss(
     blocks: np.ndarray,
 ) -> float:
     """Loss on validated inputs (see :func:`als_loss`). Call inside ``numba_threads``."""
-    gram = _gram(item_factors, 0.0, np.float32)
+    # float64: the loss is a reference figure (compared with implicit's to 1e-5 and across runs); a
+    # float32 Gram would carry up to n_items * eps32 relative error into the unobserved-pairs term.
+    gram = _gram(item_factors, 0.0, np.float64)
     per_row = np.empty(matrix.shape[0], dtype=np.float64)
     with numba.parallel_chunksize(1):
         _loss_rows(
@@ -623,6 +737,11 @@ def fit_als(
     else:
         items = _checked_factors("item_factors", item_factors, n_items, factors)
 
+    # Solve in popularity order (module docstring): permute in, un-permute the factors out.
+    user_order, item_order = _popularity_orders(matrix) if _BY_POPULARITY else (None, None)
+    if user_order is not None:
+        matrix = _permuted(matrix, user_order, item_order)
+        users, items = users[user_order], items[item_order]
     transposed = matrix.T.tocsr()
     transposed.indptr = transposed.indptr.astype(np.int64, copy=False)
     transposed.indices = transposed.indices.astype(np.int32, copy=False)
@@ -644,4 +763,9 @@ def fit_als(
                 result.loss.append(loss)
             if callback is not None:
                 callback(iteration, loss, seconds)
+    if user_order is not None:
+        result.user_factors = np.empty_like(users)
+        result.user_factors[user_order] = users
+        result.item_factors = np.empty_like(items)
+        result.item_factors[item_order] = items
     return result
