@@ -82,13 +82,15 @@ def main() -> None:
                 cache = Path(
                     f"/tmp/recsys_bench_aliases_{artists}_{model}_{fingerprint(settings.ann, related)}.ref"
                 )
-                if cache.exists() and Path(pickle.loads(cache.read_bytes()).path).exists():
+                if cache.exists() and pickle.loads(cache.read_bytes()).file(cache.parent).exists():
                     ref = pickle.loads(cache.read_bytes())
                 else:
                     path = cache.with_suffix(".index")
-                    ref = related_assets.build_ann_index(factors, settings.ann, path, args.threads, related)
+                    ref = related_assets.build_ann_index(
+                        factors, settings.ann, path, args.threads, path.parent, related
+                    )
                     cache.write_bytes(pickle.dumps(ref))
-                index = related_assets.open_index(ref, aliases.neighbours)
+                index = related_assets.open_index(ref, cache.parent, aliases.neighbours)
                 extra = {"memory_budget": budget}
             else:
                 ref = related_assets.build_ann_index(factors, settings.ann, path, args.threads)

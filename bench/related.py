@@ -83,12 +83,14 @@ def main() -> None:
                     if value is not None:
                         ann = dataclasses.replace(ann, **{field: value})
                 t = time.perf_counter()
-                ref = build_ann_index(factors, ann, Path(tmp) / f"{model}.{backend}", threads, related)
+                ref = build_ann_index(
+                    factors, ann, Path(tmp) / f"{model}.{backend}", threads, Path(tmp), related
+                )
                 index_s = time.perf_counter() - t
                 calibration = ref.calibration or {}
                 calibration_s = float(calibration.get("calibration_s", 0.0))
                 t = time.perf_counter()
-                frame, recall, method = related_lists(ref, factors, related, ann.seed, threads)
+                frame, recall, method = related_lists(ref, tmp, factors, related, ann.seed, threads)
                 related_s = time.perf_counter() - t
                 row = {
                     "build_params": ref.build_params,

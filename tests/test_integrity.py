@@ -157,7 +157,7 @@ def test_random_bytes_in_an_index_file_are_an_error_not_a_crash(tmp_path):
         ref = IndexRef("als", "annoy", str(path), {{}}, 200, 8, file_hash(path))
         path.write_bytes(np.random.default_rng(2).bytes(path.stat().st_size))
         try:
-            related_items(open_index(ref, 10), 10, threads=1)
+            related_items(open_index(ref, path.parent, 10), 10, threads=1)
         except ArtifactError as exc:
             print("refused:", exc)
         """

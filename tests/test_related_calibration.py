@@ -33,12 +33,14 @@ def test_related_lists_meet_the_target_where_the_configured_effort_does_not(tmp_
         query_budget_s=1e6,
     )
     related = RelatedSettings(method="ann", n=20, recall_sample=1000, min_recall_at_10=0.95)
-    ref = build_ann_index(hard_factors, ann, tmp_path / f"index.{backend}", threads=2, related=related)
+    ref = build_ann_index(
+        hard_factors, ann, tmp_path / f"index.{backend}", threads=2, home=tmp_path, related=related
+    )
     name = "search_k" if backend == "annoy" else "ef_search"
     configured = ann.search_k if backend == "annoy" else ann.ef_search
 
     # The configured effort alone falls short of the target on these factors.
-    index = open_index(ref, 20)
+    index = open_index(ref, tmp_path, 20)
     index.set_query_effort(configured)
     ids, _ = related_items(index, 20, threads=2)
     exact, _ = cosine_topk(hard_factors.item_factors, 10, threads=2)
@@ -47,8 +49,8 @@ def test_related_lists_meet_the_target_where_the_configured_effort_does_not(tmp_
     assert ref.query_method == "ann" and answer_method(ref, related) == "ann"
     assert ref.query_params[name] > configured
     assert ref.calibration["calibration_recall"] >= 0.96 and ref.calibration[name] == ref.query_params[name]
-    assert open_index(ref, 20).query_effort == ref.query_params[name]
-    frame, recall, method = related_lists(ref, hard_factors, related, seed=0, threads=2)
+    assert open_index(ref, tmp_path, 20).query_effort == ref.query_params[name]
+    frame, recall, method = related_lists(ref, tmp_path, hard_factors, related, seed=0, threads=2)
     assert method == "ann" and recall >= 0.95 and len(frame) == 4000 * 20
 
 
@@ -56,10 +58,12 @@ def test_exact_fallback_is_recorded_and_used(tmp_path, hard_factors):
     # A budget nothing fits: the reference says exact, and the related lists are exact (recall 1).
     ann = AnnSettings(backend="annoy", n_trees=5, search_k=100, query_budget_s=1e-9)
     related = RelatedSettings(method="ann", n=20, recall_sample=500)
-    ref = build_ann_index(hard_factors, ann, tmp_path / "index.ann", threads=2, related=related)
+    ref = build_ann_index(
+        hard_factors, ann, tmp_path / "index.ann", threads=2, home=tmp_path, related=related
+    )
     assert ref.query_method == "exact" and ref.calibration["method"] == "exact"
     assert answer_method(ref, related) == "exact"
-    frame, recall, method = related_lists(ref, hard_factors, related, seed=0, threads=2)
+    frame, recall, method = related_lists(ref, tmp_path, hard_factors, related, seed=0, threads=2)
     exact, _ = cosine_topk(hard_factors.item_factors, 20, threads=2)
     assert method == "exact" and recall == 1.0
     np.testing.assert_array_equal(frame["related_id"].to_numpy().reshape(4000, 20), exact)
@@ -68,6 +72,8 @@ def test_exact_fallback_is_recorded_and_used(tmp_path, hard_factors):
 def test_no_calibration_when_related_artists_are_exact(tmp_path, hard_factors):
     related = RelatedSettings(method="exact")
     ann = AnnSettings(backend="annoy")
-    ref = build_ann_index(hard_factors, ann, tmp_path / "index.ann", threads=2, related=related)
+    ref = build_ann_index(
+        hard_factors, ann, tmp_path / "index.ann", threads=2, home=tmp_path, related=related
+    )
     assert ref.calibration is None and ref.query_params == {"search_k": ann.search_k}
     assert answer_method(ref, related) == "exact"
