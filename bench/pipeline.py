@@ -72,18 +72,18 @@ def _tree_rss(root: int) -> int:
 
 
 def run_refresh(env: dict[str, str], label: str) -> dict:
-    """One ``recsys refresh`` in a new process: wall time, exit status, last line, peak tree RSS."""
+    """One ``recsys refresh`` in a new process: wall time, exit status, last line, peak tree RSS, and the
+    RSS samples (wall-clock time, bytes) for attributing peaks to assets."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [str(RECSYS), "refresh"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    peak = 0
+    samples: list[tuple[float, int]] = []
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss(proc.pid))
+            samples.append((time.time(), _tree_rss(proc.pid)))
             done.wait(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -92,6 +92,7 @@ def run_refresh(env: dict[str, str], label: str) -> dict:
     done.set()
     sampler.join()
     seconds = time.perf_counter() - start
+    peak = max((rss for _, rss in samples), default=0)
     lines = output.strip().splitlines()
     log = Path(env["RECSYS_HOME"]) / f"bench_{label}.log"
     log.write_text(output)
@@ -101,13 +102,14 @@ def run_refresh(env: dict[str, str], label: str) -> dict:
         "rc": proc.returncode,
         "last_line": lines[-1] if lines else "",
         "peak_rss_gib": round(peak / 2**30, 3),
+        "samples": samples,
     }
 
 
-def step_seconds(dagster_home: Path, since: float) -> dict[str, float]:
-    """Seconds per asset step of the runs that started after ``since`` (a wall-clock timestamp)."""
+def step_windows(dagster_home: Path, since: float) -> dict[str, list[tuple[float, float]]]:
+    """(start, end) wall-clock times of each asset step of the runs that started after ``since``."""
     os.environ["DAGSTER_HOME"] = str(dagster_home)
-    out: dict[str, float] = {}
+    out: dict[str, list[tuple[float, float]]] = {}
     with dg.DagsterInstance.get() as instance:
         for run in instance.get_runs():
             record = instance.get_run_record_by_id(run.run_id)
@@ -121,8 +123,18 @@ def step_seconds(dagster_home: Path, since: float) -> dict[str, float]:
                 if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
                     starts[key] = entry.timestamp
                 elif key in starts:
-                    out[key] = round(out.get(key, 0.0) + entry.timestamp - starts[key], 2)
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+                    out.setdefault(key, []).append((starts[key], entry.timestamp))
+    return out
+
+
+def per_asset(windows: dict[str, list[tuple[float, float]]], samples: list[tuple[float, int]]) -> tuple:
+    """Seconds per asset (slowest first) and the peak tree RSS (GiB) sampled while each asset ran."""
+    seconds = {k: round(sum(e - s for s, e in w), 2) for k, w in windows.items()}
+    peaks = {
+        k: round(max((r for t, r in samples if any(s <= t <= e for s, e in w)), default=0) / 2**30, 2)
+        for k, w in windows.items()
+    }
+    return dict(sorted(seconds.items(), key=lambda kv: -kv[1])), peaks
 
 
 def write_settings(path: Path, tsv: Path, extra: str = "") -> None:
@@ -199,12 +211,14 @@ def main() -> None:
     dagster_home = home / "dagster"
 
     steps: list[tuple[str, dict, dict]] = []
+    peaks: dict[str, dict[str, float]] = {}
 
     def measure(label: str) -> dict:
         since = time.time()
         result = run_refresh(env, label)
-        per_asset = step_seconds(dagster_home, since) if dagster_home.exists() else {}
-        steps.append((label, result, per_asset))
+        windows = step_windows(dagster_home, since) if dagster_home.exists() else {}
+        seconds, peaks[label] = per_asset(windows, result.pop("samples"))
+        steps.append((label, result, seconds))
         print(
             f"{label:<18} {result['seconds']:>8.1f} s  rc {result['rc']}  peak RSS {result['peak_rss_gib']:.2f} GiB"
             f"  | {result['last_line']}",
@@ -225,9 +239,9 @@ def main() -> None:
     print(f"appended {added:,} lines", flush=True)
     append = measure("append_1pct")
 
-    print("\nseconds per asset (first refresh):")
+    print("\nseconds and peak RSS per asset (first refresh):")
     for key, seconds in first_assets.items():
-        print(f"  {key:<28} {seconds:>8.1f}")
+        print(f"  {key:<28} {seconds:>8.1f} s  {peaks['first'][key]:>6.2f} GiB")
     for label, _, per_asset in steps[2:]:
         ran = ", ".join(f"{k} {v:.1f}" for k, v in per_asset.items())
         print(f"{label}: {ran or 'nothing'}")
@@ -237,6 +251,7 @@ def main() -> None:
         "peak_rss_gib": first["peak_rss_gib"],
         "noop_s": noop["seconds"],
         "per_asset_s": first_assets,
+        "per_asset_peak_rss_gib": peaks["first"],
         "recommend_change_s": recommend["seconds"],
         "als_change_s": als["seconds"],
         "append_s": append["seconds"],

@@ -179,3 +179,16 @@ def test_working_memory_follows_the_budget(planted):
     unlimited, small = peak(1 << 40), peak(1 << 20)
     assert unlimited < all_gathered / 2, (unlimited, all_gathered)
     assert small < 0.8 * unlimited, (small, unlimited)
+
+
+def test_min_score_filters_block_by_block(planted):
+    """``min_score`` keeps exactly the pairs a filter of the whole frame would (it is applied per block, so
+    at Last.fm scale the weak pairs, most of the ~36M candidates, are never gathered into one frame)."""
+    _, plays, factors = planted
+    args = dict(k=60, min_factor_similarity=0.2, max_listener_overlap=0.02, min_listeners=5, threads=2)
+    every = alias_candidates(factors, plays, **args, memory_budget_bytes=1)
+    threshold = float(every.score.median())
+    strong = alias_candidates(factors, plays, **args, memory_budget_bytes=1, min_score=threshold)
+    expected = every[every.score >= threshold].reset_index(drop=True)
+    assert 0 < len(strong) < len(every)
+    pd.testing.assert_frame_equal(strong, expected, check_exact=True)

@@ -446,8 +446,9 @@ def alias_table(
         index=index,
         threads=threads,
         memory_budget_bytes=memory_budget,
+        min_score=aliases.min_score,
     )
-    return frame[frame["score"] >= aliases.min_score].assign(model=factors.model)
+    return frame.assign(model=factors.model)
 
 
 def planted_alias_recall(table: pd.DataFrame, settings: Settings) -> dict[str, float]:
