@@ -127,7 +127,7 @@ def step_windows(dagster_home: Path, since: float) -> dict[str, list[tuple[float
     return out
 
 
-def per_asset(windows: dict[str, list[tuple[float, float]]], samples: list[tuple[float, int]]) -> tuple:
+def attribute_steps(windows: dict[str, list[tuple[float, float]]], samples: list[tuple[float, int]]) -> tuple:
     """Seconds per asset (slowest first) and the peak tree RSS (GiB) sampled while each asset ran."""
     seconds = {k: round(sum(e - s for s, e in w), 2) for k, w in windows.items()}
     peaks = {
@@ -217,7 +217,7 @@ def main() -> None:
         since = time.time()
         result = run_refresh(env, label)
         windows = step_windows(dagster_home, since) if dagster_home.exists() else {}
-        seconds, peaks[label] = per_asset(windows, result.pop("samples"))
+        seconds, peaks[label] = attribute_steps(windows, result.pop("samples"))
         steps.append((label, result, seconds))
         print(
             f"{label:<18} {result['seconds']:>8.1f} s  rc {result['rc']}  peak RSS {result['peak_rss_gib']:.2f} GiB"
