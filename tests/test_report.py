@@ -1,6 +1,5 @@
 import base64
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,10 @@ from recsys_assets.core.report import (
     related_tag_similarity,
     tag_profiles,
 )
+from tests.conftest import HETREC_DIR
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HETREC = Path("/work/shared/data/hetrec2011-lastfm-2k")
+HETREC = HETREC_DIR  # ../shared beside the repository, as CI lays it out
 
 
 def _rows():
