@@ -149,7 +149,12 @@ def _intern(buf, s, e, tab, hashes, off, arena, cnt):  # pragma: no cover - comp
     """Code of key buf[s:e]; a new key gets the next code and its bytes are appended to ``arena``.
 
     Codes are given in order of first appearance, so they do not depend on the table's size."""
-    h = _fnv1a(buf, s, e)
+    return _intern_hashed(buf, s, e, _fnv1a(buf, s, e), tab, hashes, off, arena, cnt)
+
+
+@numba.njit(cache=True, nogil=True)
+def _intern_hashed(buf, s, e, h, tab, hashes, off, arena, cnt):  # pragma: no cover - compiled
+    """:func:`_intern` for a key whose hash ``h`` (:func:`_fnv1a`) is already known."""
     mask = tab.shape[0] - 1
     slot = np.int64(h & np.uint64(mask))
     length = e - s
@@ -381,34 +386,7 @@ def _merge_keys(l_arena, l_off, l_hash, n_local, i, tab, hashes, off, arena, cnt
             return i, 1
         if cnt[1] + (e - s) > arena.shape[0]:
             return i, 4
-        h = l_hash[i]
-        mask = tab.shape[0] - 1
-        slot = np.int64(h & np.uint64(mask))
-        length = e - s
-        while True:
-            code = tab[slot]
-            if code < 0:
-                code = cnt[0]
-                tab[slot] = code
-                hashes[code] = h
-                start = cnt[1]
-                arena[start : start + length] = l_arena[s:e]
-                off[code] = start
-                off[code + 1] = start + length
-                cnt[0] += 1
-                cnt[1] += length
-                break
-            if hashes[code] == h and off[code + 1] - off[code] == length:
-                same = True
-                base = off[code]
-                for k in range(length):
-                    if arena[base + k] != l_arena[s + k]:
-                        same = False
-                        break
-                if same:
-                    break
-            slot = (slot + 1) & mask
-        out[i] = code
+        out[i] = _intern_hashed(l_arena, s, e, l_hash[i], tab, hashes, off, arena, cnt)
         i += 1
     return i, 0
 
