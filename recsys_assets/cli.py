@@ -159,15 +159,6 @@ def _dagster_home() -> Path:
     return home
 
 
-def _unreadable_settings(exc: OSError | UnicodeDecodeError) -> str:
-    """One line naming the settings file that could not be read, and where (a decoding error's line)."""
-    path = settings_path()
-    if isinstance(exc, UnicodeDecodeError):
-        line = exc.object[: exc.start].count(b"\n") + 1
-        return f"{path}: line {line}: the settings file is not UTF-8 text ({exc.reason} at byte {exc.start})"
-    return f"{path}: cannot read the settings file: {exc.strerror or exc}"
-
-
 def _graph():
     """The definitions for the settings in force, and the input's current fingerprint (computed here
     with the function the observable source uses, so an unchanged input needs no observation run)."""
@@ -176,10 +167,7 @@ def _graph():
     from recsys_assets.settings import load_settings
 
     _dagster_home()
-    try:
-        settings = load_settings()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(_unreadable_settings(exc)) from exc
+    settings = load_settings()  # an unreadable or non-UTF-8 file is a one-line SettingsError
     return build_definitions(settings), {"plays_source": source_fingerprint(settings, recsys_home())}
 
 

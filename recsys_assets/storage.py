@@ -459,12 +459,3 @@ def content_hash(*values: Any) -> str:
             else:
                 digest.update(part)
     return digest.hexdigest()
-
-
-def __getattr__(name: str) -> Any:
-    # ``Catalog`` lived here before it got its own module; old imports keep working.
-    if name == "Catalog":
-        from recsys_assets.catalog import Catalog
-
-        return Catalog
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

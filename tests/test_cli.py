@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.cli import main
 from recsys_assets.sql import example_queries
-from recsys_assets.storage import Catalog
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_readers_are_never_blocked_nor_see_half_a_table(recsys_home_env):
             textwrap.dedent(
                 f"""
                 import duckdb, sys
-                from recsys_assets.storage import Catalog
+                from recsys_assets.catalog import Catalog
                 conn = duckdb.connect({str(home / "warehouse.duckdb")!r})
                 print("locked", flush=True)
                 for i in range(40):

@@ -253,7 +253,7 @@ def test_a_query_without_a_statement_is_one_line(recsys_home_env, capsys, sql):
 @pytest.mark.slow
 def test_n_above_what_is_stored_says_so(recsys_home_env, capsys):
     """The tiny fixture stores 10 related artists per artist and 10 recommendations per user."""
-    from recsys_assets.storage import Catalog
+    from recsys_assets.catalog import Catalog
 
     with Catalog(recsys_home_env).connect() as conn:
         name = conn.execute(

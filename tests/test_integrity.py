@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.cli import main
 from recsys_assets.core.topk import cosine_topk
 from recsys_assets.definitions import build_definitions
@@ -29,7 +30,7 @@ from recsys_assets.refresh import (
 )
 from recsys_assets.resources import ArtifactIOManager
 from recsys_assets.settings import load_settings
-from recsys_assets.storage import ArtifactError, Catalog, load_artifact
+from recsys_assets.storage import ArtifactError, load_artifact
 from tests.conftest import tiny_settings
 
 pytestmark = pytest.mark.slow

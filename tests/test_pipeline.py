@@ -9,9 +9,9 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.refresh import materializable_keys
-from recsys_assets.storage import Catalog
 
 pytestmark = pytest.mark.slow
 

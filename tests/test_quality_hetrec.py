@@ -76,10 +76,10 @@ def test_graph_on_hetrec_gives_related_acts_of_the_same_tags(tmp_path, monkeypat
     """The whole graph on HetRec, then `recsys related "Coldplay"`: the answers carry Coldplay's tags."""
     import dagster as dg
 
+    from recsys_assets.catalog import Catalog
     from recsys_assets.cli import main
     from recsys_assets.definitions import build_definitions
     from recsys_assets.refresh import refresh
-    from recsys_assets.storage import Catalog
 
     settings = Settings().replace(
         data={"source": "hetrec", "path": str(HETREC_DIR)}, runtime={"threads": min(2, CPU_COUNT)}

@@ -9,6 +9,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from recsys_assets.catalog import Catalog
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.definitions import build_definitions
 from recsys_assets.refresh import (
@@ -19,7 +20,6 @@ from recsys_assets.refresh import (
     refresh,
     stale_or_missing,
 )
-from recsys_assets.storage import Catalog
 from tests.conftest import tiny_settings
 
 pytestmark = pytest.mark.slow
