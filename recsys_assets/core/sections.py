@@ -244,6 +244,8 @@ def _toml(value: Any) -> str:
         text = {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(value), repr(value))
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_toml(v) for v in value) + "]"
     else:
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,61 @@
+"""Loading the configured source into the warehouse, and the source's content fingerprint."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from recsys_assets.core import loaders
+from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.settings import DataSettings, SyntheticSettings, fingerprint
+from recsys_assets.sql import SQL_DIR
+from recsys_assets.storage import content_hash
+
+RAW_TABLES = ("users", "artists", "plays", "rejects", "load_log")
+HETREC_TABLES = ("tags", "artist_tags")
+
+
+def loader_sql_hash() -> str:
+    """Hash of the SQL files the loaders run (everything in ``sql/`` but the example queries)."""
+    return content_hash(*[(p.name, p.read_text()) for p in sorted(SQL_DIR.glob("*.sql"))])
+
+
+def source_fingerprint(data: DataSettings, synthetic: SyntheticSettings, home: Path) -> str:
+    """Content fingerprint of the configured input: the file's (or folder's) content hash, or for the
+    synthetic source the generator settings. A stat cache under ``home`` makes an unchanged file cost
+    a ``stat``, and a ``touch`` a re-hash that yields the same fingerprint."""
+    if data.source == "synthetic":
+        return "synthetic-" + fingerprint(synthetic)
+    path = Path(data.path)
+    if not path.exists():
+        raise loaders.LoadError(
+            f"{path}: the {data.source} input does not exist; fix [data] path in the settings file"
+        )
+    return loaders.file_fingerprint(path, cache=home / "fingerprints.json", source=data.source)
+
+
+def load_configured_source(
+    conn: Any, data: DataSettings, synthetic: SyntheticSettings | None, threads: int
+) -> loaders.LoadReport:
+    """Load the source named in ``[data]`` into the warehouse tables (replacing them atomically);
+    ``synthetic``: the generator settings when the source is synthetic. Text files are scanned in
+    ``threads`` parallel blocks."""
+    limit = data.max_reject_fraction
+    if data.source == "synthetic":
+        if synthetic is None:
+            raise ValueError("the synthetic source needs the [synthetic] settings")
+        return loaders.load_synthetic(conn, generate_plays(**dataclasses.asdict(synthetic)))
+    if data.source == "lastfm360k":
+        return loaders.load_lastfm360k(conn, data.path, max_reject_fraction=limit, threads=threads)
+    if data.source == "hetrec":
+        return loaders.load_hetrec(conn, data.path, max_reject_fraction=limit, threads=threads)
+    return loaders.load_triples(
+        conn,
+        data.path,
+        user_column=data.user_column,
+        item_column=data.item_column,
+        value_column=data.value_column,
+        max_reject_fraction=limit,
+        threads=threads,
+    )
