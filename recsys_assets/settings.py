@@ -423,11 +423,15 @@ def settings_from_dict(raw: dict[str, Any], where: str = "<settings>") -> Settin
 # Settings that can only be checked against the data.
 
 
-def data_error(where: str | None, table: str, key: str, value: Any, allowed: str) -> DataDependentSettingError:
+def data_error(
+    where: str | None, table: str, key: str, value: Any, allowed: str
+) -> DataDependentSettingError:
     """The error of ``[table] key = value`` (read from the settings file ``where``, None = defaults)
     that this data set does not allow; ``allowed`` says what it allows."""
     prefix = f"{where}: " if where else ""
-    return DataDependentSettingError(f"{prefix}[{table}] {key} = {_toml(value)} must be {allowed} of this data set")
+    return DataDependentSettingError(
+        f"{prefix}[{table}] {key} = {_toml(value)} must be {allowed} of this data set"
+    )
 
 
 def check_model(model: Model, section: Any, shape: tuple[int, int], where: str | None = None) -> None:

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from recsys_assets.assets._common import code_version, table_version
-from recsys_assets.pipeline.answers import planted_alias_recall, top_n_frame
-from recsys_assets.pipeline.indexes import build_ann_index, open_index, related_method
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.pipeline.answers import planted_alias_recall, top_n_frame
+from recsys_assets.pipeline.indexes import build_ann_index, open_index, related_method
 from recsys_assets.settings import AnnSettings, RelatedSettings
 from tests.conftest import tiny_settings
 
@@ -100,8 +100,8 @@ def test_non_finite_factors_fail_the_asset_with_counts_and_nothing_is_written(tm
     from dagster_duckdb import DuckDBResource
 
     from recsys_assets.assets.factors import factor_output
-    from recsys_assets.pipeline.factors import NonFiniteFactorsError
     from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.pipeline.factors import NonFiniteFactorsError
     from recsys_assets.storage import LEDGER_TABLE
 
     warehouse = DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))

@@ -9,9 +9,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from recsys_assets.core.models import get_model
 from recsys_assets.core.loaders import load_hetrec, read_play_matrix
 from recsys_assets.core.metrics import evaluate_factors, popularity_scores
+from recsys_assets.core.models import get_model
 from recsys_assets.core.split import random_split
 from recsys_assets.pipeline.factors import fit_model
 from recsys_assets.pipeline.matrices import apply_weighting

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys_assets.pipeline.answers import related_lists
-from recsys_assets.pipeline.indexes import answer_method, build_ann_index, open_index
 from recsys_assets.core.ann import recall_at_k, related_items
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.topk import cosine_topk
+from recsys_assets.pipeline.answers import related_lists
+from recsys_assets.pipeline.indexes import answer_method, build_ann_index, open_index
 from recsys_assets.settings import AnnSettings, RelatedSettings
 
 

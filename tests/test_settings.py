@@ -18,13 +18,13 @@ from recsys_assets.settings import (
     Range,
     Settings,
     SettingsError,
+    _section_types,
     fingerprint,
     load_settings,
     parse_size,
     physical_memory_bytes,
     settings_from_dict,
 )
-from recsys_assets.settings import _section_types
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "recsys.example.toml"
@@ -345,8 +345,8 @@ def test_evaluation_k_beyond_the_catalogue_fails_at_the_asset_with_a_settings_er
     import dagster as dg
 
     from recsys_assets.assets.evaluation import build_evaluation_assets
-    from recsys_assets.pipeline.evaluation import make_split
     from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.pipeline.evaluation import make_split
     from recsys_assets.resources import build_resources
     from recsys_assets.settings import DataDependentSettingError
 

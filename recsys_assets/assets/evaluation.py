@@ -165,7 +165,9 @@ def report_asset(
         # Baselines without a score GEMM: popularity ranks everyone by one shared sorted list (exactly the
         # rank-1 model's report); random's metrics are their exact expectations (no sample).
         popularity = metrics.evaluate_popularity(split.train, split.test, k=k, threads=runtime.threads)
-        rows += metric_rows("popularity", fingerprint(*provenance, "popularity"), name_of_split, k, popularity)
+        rows += metric_rows(
+            "popularity", fingerprint(*provenance, "popularity"), name_of_split, k, popularity
+        )
         random = metrics.expected_random(split.train, split.test, k=k)
         rows += metric_rows("random", fingerprint(*provenance, "random-expected"), name_of_split, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
