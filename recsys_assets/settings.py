@@ -107,7 +107,7 @@ class WeightingSettings(Section):
     """How play counts become the matrix the models factorise."""
 
     scheme: Literal["bm25", "tfidf", "confidence", "raw"] = "bm25"
-    # artist_user: artists are BM25/TF-IDF "documents" (better on HetRec-2k: p@10 0.165 vs 0.154).
+    # artist_user: artists are BM25/TF-IDF "documents" (the better one on HetRec-2k: README "Quality").
     orientation: Literal["artist_user", "user_artist"] = "artist_user"
     k1: NonNegativeFloat = 100.0
     b: Fraction = 0.8
@@ -122,15 +122,14 @@ class WeightingSettings(Section):
 class AnnSettings(Section):
     """Approximate nearest-neighbour index over each factor set."""
 
-    # bench/related.py on the product's own factors (360K x 300K synthetic, default ALS 32 / LSA 64
-    # factors), 2 cores, query effort calibrated to recall@10 0.96 (README "Performance"): for ALS, Annoy
-    # (20 trees) needed search_k 2828 and took 9 + 4 + 326 s (build, calibration, top-20 for every
-    # artist), HNSW (M=32, efC=100) needed ef 21 and took 115 + 4 + 32 s. HNSW is the default.
+    # HNSW is the default: faster than Annoy at equal recall on the product's factors (README
+    # "Performance", bench/related.py).
     backend: Literal["annoy", "hnsw"] = "hnsw"
     # Annoy build and query parameters (search_k: nodes inspected per query, -1 = Annoy's default).
     n_trees: PositiveInt = 20
     search_k: Annotated[int, Range(gt=0, special=(-1,), note="-1 = Annoy's default")] = 1000
-    # HNSW (hnswlib) build and query parameters.
+    # HNSW (hnswlib) build and query parameters (core.ann.build_index's own M default is 16; the
+    # product's is this one).
     M: PositiveInt = 32
     ef_construction: PositiveInt = 100
     ef_search: PositiveInt = 50
@@ -179,8 +178,8 @@ class RelatedSettings(Section):
 
     n: PositiveInt = 20
     # exact (blocked GEMM + partial sort), ann (the index), or auto: exact up to exact_max_artists
-    # artists. Measured on 2 cores: exact all-artist top-10 took 162 s at 300K artists and grows with the
-    # square of the catalogue (~4.5 s at 50K, about what an index build + query-all costs there).
+    # artists (where exact costs about what an index build + query-all does: README "Figures behind
+    # the defaults").
     method: Literal["auto", "exact", "ann"] = "auto"
     exact_max_artists: PositiveInt = 50_000
     # Annoy/HNSW answers are compared with exact top-k on this many sampled artists.
@@ -199,8 +198,7 @@ class RecommendSettings(Section):
 class AliasSettings(Section):
     """Candidate duplicate artists: near-identical factors, few shared listeners."""
 
-    # Measured on the default synthetic data (40 genres): 120 neighbours found 85% of the planted pairs
-    # among the top 2 x n_pairs candidates for ALS and LSA alike; 30 neighbours found 20% / 0%.
+    # Nearest neighbours per artist: about the size of a genre (README "Figures behind the defaults").
     k: PositiveInt = 120
     min_factor_similarity: Fraction = 0.3
     max_listener_overlap: Fraction = 0.01
