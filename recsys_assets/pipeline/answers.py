@@ -97,7 +97,7 @@ def recommendation_frame(
 
 
 def related_preview(
-    conn: Any, table: str = "related_artists", model: str = "als", artists: int = 5, n: int = 5
+    conn: Any, model: str, table: str = "related_artists", artists: int = 5, n: int = 5
 ) -> str:
     """Markdown preview: the most played artists and their closest related artists, by name."""
     rows = conn.execute(
