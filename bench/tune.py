@@ -28,7 +28,7 @@ from recsys_assets.core.metrics import evaluate_factors, evaluate_popularity
 from recsys_assets.core.models import get_model
 from recsys_assets.core.split import random_split
 from recsys_assets.core.synthetic import generate_plays
-from recsys_assets.core.tuning import WeightingChoice, ranking_agreement, tune_split
+from recsys_assets.core.tuning import WeightingChoice, ranking_agreement, tune_split, tuning_heatmaps
 
 HETREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k"
 
@@ -77,13 +77,20 @@ def sample_vs_full(model_name: str, split, threads: int, log) -> dict:
     return out
 
 
-def run(model_name: str, split, threads: int, fixed: frozenset[str], log) -> dict:
+def run(
+    model_name: str, split, threads: int, fixed: frozenset[str], log, out_dir: Path | None = None
+) -> dict:
     model = get_model(model_name)
     base = model.settings()
     start = time.perf_counter()
     result = tune_split(split, model, base, fixed=fixed, threads=threads)
     seconds = time.perf_counter() - start
     tuned = p_at_10(model, result.chosen_settings, result.chosen_weighting, split, threads)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tag = "-pinned" if fixed else ""
+        for (x, y), png in tuning_heatmaps(result).items():
+            (out_dir / f"{model_name}{tag}-{x}-{y}.png").write_bytes(png)
     row = {
         "model": model_name,
         "fixed": sorted(fixed),
@@ -149,10 +156,10 @@ def main() -> None:
             }
         }
         log(json.dumps({name: out[name]}))
-        out[name]["tuned"] = run(name, split, args.threads, frozenset(), log)
+        out[name]["tuned"] = run(name, split, args.threads, frozenset(), log, args.out)
         if args.pinned:
             out[name]["pinned_artist_user"] = run(
-                name, split, args.threads, frozenset({"weighting.orientation"}), log
+                name, split, args.threads, frozenset({"weighting.orientation"}), log, args.out
             )
         if args.agreement and name == "als":
             out[name]["sample_vs_full"] = sample_vs_full(name, split, args.threads, log)
