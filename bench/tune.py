@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pinned", action="store_true")
     parser.add_argument("--agreement", action="store_true", help="ALS: sample-vs-full rank agreement")
+    parser.add_argument("--out", type=Path, help="write the tuning heatmaps (PNG) here")
     parser.add_argument(
         "--synthetic", action="store_true", help="the synthetic default data instead of HetRec"
     )
