@@ -28,7 +28,8 @@ from recsys_assets.core.metrics import evaluate_factors, evaluate_popularity
 from recsys_assets.core.models import get_model
 from recsys_assets.core.split import random_split
 from recsys_assets.core.synthetic import generate_plays
-from recsys_assets.core.tuning import WeightingChoice, ranking_agreement, tune_split, tuning_heatmaps
+from recsys_assets.core.tuning import WeightingChoice, ranking_agreement, tune_split
+from recsys_assets.core.tuning_plots import tuning_heatmaps
 
 HETREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k"
 

@@ -23,8 +23,8 @@ from recsys_assets.core.tuning import (
     ranking_agreement,
     tune,
     tune_split,
-    tuning_heatmaps,
 )
+from recsys_assets.core.tuning_plots import tuning_heatmaps
 
 N_USERS, N_ITEMS, RANK = 300, 120, 4
 
@@ -221,3 +221,18 @@ def test_default_weightings_and_pinned_fields():
     assert only == [WeightingChoice()]
     with pytest.raises(TuningError, match="unknown weighting"):
         default_weightings(WeightingChoice(), {"weighting.colour"})
+
+
+def test_tuning_settings_give_the_search_arguments():
+    from recsys_assets.core.sections import SettingsError
+    from recsys_assets.core.tuning import TuningSettings
+
+    with pytest.raises(TuningError, match="off"):
+        TuningSettings().search_arguments()
+    arguments = TuningSettings(mode="halving", objective="mpr", user_sample=100, eta=2).search_arguments()
+    assert arguments["method"] == "halving" and arguments["user_sample"] == 100
+    assert arguments["search_iterations"] is None
+    result = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, **(arguments | {"min_users": 40}))
+    assert (result.chosen_settings.knob, result.chosen_settings.noise) == (3, 0.0)
+    with pytest.raises(SettingsError, match=r"\[tuning\] eta"):
+        TuningSettings(eta=1)

@@ -34,13 +34,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.metrics import evaluate_factors
 from recsys_assets.core.models import Model
+from recsys_assets.core.sections import NonNegativeInt, PositiveInt, Range, Section, Seed
 from recsys_assets.core.split import Split, per_user_holdout
 from recsys_assets.core.weighting import weight_user_items
 
@@ -48,6 +49,7 @@ __all__ = [
     "OBJECTIVES",
     "TuningError",
     "TuningResult",
+    "TuningSettings",
     "WeightingChoice",
     "candidates",
     "default_grid",
@@ -55,7 +57,6 @@ __all__ = [
     "ranking_agreement",
     "tune",
     "tune_split",
-    "tuning_heatmaps",
     "validation_split",
 ]
 
@@ -73,6 +74,49 @@ METHODS = ("auto", "grid", "halving", "random")
 
 class TuningError(ValueError):
     """The tuning inputs (grid, objective, method, data) cannot give a search."""
+
+
+@dataclass(frozen=True)
+class TuningSettings(Section):
+    """How the settings of every enabled model are chosen (the ``[tuning]`` table)."""
+
+    TABLE: ClassVar[str] = "tuning"
+
+    # "off": the settings file is used as written; otherwise the search method (see the module docstring).
+    mode: Literal["off", "auto", "grid", "halving", "random"] = "off"
+    objective: Literal["precision", "recall", "ndcg", "map", "auc", "mpr"] = "precision"
+    k: PositiveInt = 10
+    # "auto" runs the whole grid up to this many candidates, successive halving beyond.
+    max_grid: PositiveInt = 48
+    # Candidates fitted by "random".
+    budget: PositiveInt = 24
+    eta: Annotated[int, Range(ge=2)] = 3
+    # Smallest user sample of the first halving rung.
+    min_users: PositiveInt = 200
+    validation_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
+    # Large data: search on this many users (0 = all) and cap iterations / epochs at this (0 = no cap);
+    # the chosen settings keep the model's own iterations and are fitted on everything.
+    user_sample: NonNegativeInt = 0
+    search_iterations: NonNegativeInt = 0
+    seed: Seed = 0
+
+    def search_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`tune` for these settings (``mode`` must not be ``"off"``)."""
+        if self.mode == "off":
+            raise TuningError('[tuning] mode = "off": nothing to search')
+        return {
+            "method": self.mode,
+            "objective": self.objective,
+            "k": self.k,
+            "max_grid": self.max_grid,
+            "budget": self.budget,
+            "eta": self.eta,
+            "min_users": self.min_users,
+            "validation_fraction": self.validation_fraction,
+            "user_sample": self.user_sample or None,
+            "search_iterations": self.search_iterations or None,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -473,82 +517,3 @@ def ranking_agreement(a: Mapping[str, float], b: Mapping[str, float]) -> dict[st
         "kendall": float(kendalltau(x, y).statistic),
         "n": float(len(keys)),
     }
-
-
-def tuning_heatmaps(result: TuningResult) -> dict[tuple[str, str], bytes]:
-    """One PNG heatmap per pair of swept settings: cell = the best objective over the other settings.
-
-    Uses the rows of the last rung (all rows for grid / random search: one resource level, so cells are
-    comparable); axes list the values in sorted order (weighting labels in grid order); the chosen
-    point is outlined. Returns ``{(x_name, y_name): png bytes}``; empty when fewer than two settings
-    were swept.
-    """
-    from recsys_assets.core.report import _figure, _png
-
-    last = max(row["rung"] for row in result.rows)
-    rows = [r for r in result.rows if r["rung"] == last and math.isfinite(r["objective"])]
-
-    def value_of(row: dict[str, Any], name: str) -> Any:
-        return row["weighting"] if name == "weighting" else row["point"][name]
-
-    out: dict[tuple[str, str], bytes] = {}
-    for x_name, y_name in itertools.combinations(result.swept, 2):
-        xs = _axis(rows, x_name, value_of)
-        ys = _axis(rows, y_name, value_of)
-        cells = np.full((len(ys), len(xs)), np.nan)
-        for row in rows:
-            i, j = ys.index(value_of(row, y_name)), xs.index(value_of(row, x_name))
-            v = row["objective"]
-            better = np.isnan(cells[i, j]) or (
-                v > cells[i, j] if result.higher_is_better else v < cells[i, j]
-            )
-            if better:
-                cells[i, j] = v
-        fig = _figure(
-            figsize=(1.2 + 1.1 * len(xs) + (2.5 if x_name == "weighting" else 0), 1.5 + 0.6 * len(ys))
-        )
-        ax = fig.add_subplot()
-        image = ax.imshow(cells, cmap="viridis" if result.higher_is_better else "viridis_r", aspect="auto")
-        for i, j in itertools.product(range(len(ys)), range(len(xs))):
-            if np.isfinite(cells[i, j]):
-                ax.text(j, i, f"{cells[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
-        ci, cj = ys.index(value_of(result.chosen_row, y_name)), xs.index(value_of(result.chosen_row, x_name))
-        ax.add_patch(_rectangle(cj, ci))
-        ax.set_xticks(
-            range(len(xs)),
-            [_label(v) for v in xs],
-            rotation=30 if x_name == "weighting" else 0,
-            ha="right" if x_name == "weighting" else "center",
-            fontsize=7,
-        )
-        ax.set_yticks(range(len(ys)), [_label(v) for v in ys], fontsize=7)
-        ax.set_xlabel(_axis_name(result, x_name))
-        ax.set_ylabel(_axis_name(result, y_name))
-        ax.set_title(
-            f"{result.model}: validation {result.objective} (best over other settings; chosen outlined)",
-            fontsize=8,
-        )
-        fig.colorbar(image, ax=ax)
-        fig.tight_layout()
-        out[x_name, y_name] = _png(fig)
-    return out
-
-
-def _axis(rows: list[dict[str, Any]], name: str, value_of: Callable[[dict[str, Any], str], Any]) -> list[Any]:
-    values = list(dict.fromkeys(value_of(row, name) for row in rows))
-    return values if name == "weighting" else sorted(values)
-
-
-def _axis_name(result: TuningResult, name: str) -> str:
-    relative = any(isinstance(v, tuple) for n, v in result.chosen_row["candidate"].values if n == name)
-    return f"{name} x mean weighted value" if relative else name
-
-
-def _label(value: Any) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
-
-
-def _rectangle(x: int, y: int) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2.5)
