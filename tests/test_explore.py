@@ -92,3 +92,16 @@ def test_tsne_keeps_clusters_apart_and_the_page_works_offline():
     assert tsne_png(tmap).startswith(b"\x89PNG")
     again = tsne_map(Y, ids, names, tags, seed=0)
     np.testing.assert_array_equal(again.coords, tmap.coords)
+
+
+def test_top_tags_and_the_markdown_table():
+    from recsys_assets.core.explore import dot_vs_cosine_markdown, top_tags
+
+    # artist 0: rock x2, jazz x1; artist 1: jazz, pop (tie -> lower id: jazz); artist 2: untagged
+    got = top_tags(np.array([0, 0, 0, 1, 1]), np.array([0, 0, 1, 1, 2]), ["rock", "jazz", "pop"], 3)
+    assert got == ["rock", "jazz", None]
+    Y, pop, _ = _clusters()
+    names = [f"A|{i}" for i in range(len(Y))]
+    table = dot_vs_cosine_markdown(dot_vs_cosine(Y, pop, [0], n=3), names, model="als")
+    lines = table.strip().splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| als | A\\|0 | dot |")

@@ -29,9 +29,11 @@ __all__ = [
     "TsneMap",
     "cosine_heatmap_png",
     "dot_vs_cosine",
+    "dot_vs_cosine_markdown",
     "most_played",
     "norm_popularity",
     "norm_popularity_png",
+    "top_tags",
     "tsne_html",
     "tsne_map",
     "tsne_png",
@@ -313,3 +315,52 @@ def tsne_png(tmap: TsneMap, title: str = "Artist map (t-SNE, cosine)", label: in
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return _png(fig)
+
+
+def top_tags(
+    artist_index: np.ndarray, tag_index: np.ndarray, tag_names: Sequence[str], n_artists: int
+) -> list[str | None]:
+    """Each artist's most often assigned tag (ties: the lower tag id), ``None`` for untagged artists.
+
+    ``artist_index`` / ``tag_index`` are the (artist, tag) ids of the tag assignments, one per assignment.
+    """
+    import scipy.sparse as sp
+
+    artist_index, tag_index = np.asarray(artist_index), np.asarray(tag_index)
+    if artist_index.shape != tag_index.shape:
+        raise ExploreError(f"artist_index {artist_index.shape} and tag_index {tag_index.shape} differ")
+    counts = sp.csr_matrix(
+        (np.ones(artist_index.size), (artist_index, tag_index)), shape=(n_artists, len(tag_names))
+    )
+    counts.sum_duplicates()
+    out: list[str | None] = []
+    for a in range(n_artists):
+        start, end = counts.indptr[a], counts.indptr[a + 1]
+        if start == end:
+            out.append(None)
+            continue
+        values, tags = counts.data[start:end], counts.indices[start:end]
+        best = tags[np.lexsort((tags, -values))[0]]
+        out.append(str(tag_names[best]))
+    return out
+
+
+def dot_vs_cosine_markdown(rows: list[dict], names: Sequence[str], model: str = "") -> str:
+    """Markdown table of :func:`dot_vs_cosine` rows: query, method, mean popularity, the related names."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    prefix = "| model " if model else ""
+    lines = [
+        prefix + "| artist | score | mean popularity | related |",
+        ("|---" if model else "") + "|---|---|---:|---|",
+    ]
+    for row in rows:
+        related = ", ".join(cell(names[i]) for i in row["related"])
+        lead = f"| {cell(model)} " if model else ""
+        lines.append(
+            lead
+            + f"| {cell(names[row['query']])} | {row['method']} | {row['mean_popularity']:.1f} | {related} |"
+        )
+    return "\n".join(lines) + "\n"
