@@ -172,6 +172,25 @@ def test_lsa_candidates_too_wide_for_the_data_are_skipped_not_fatal():
     assert result.chosen_settings.factors == 4
 
 
+def test_heatmaps_of_a_halving_search_cover_every_candidate():
+    model = get_model("lsa")
+    weightings = [WeightingChoice("raw"), WeightingChoice("log"), WeightingChoice("bm25", "user_artist")]
+    result = tune(
+        X,
+        model,
+        model.settings(),
+        grid={"factors": (2, 4, 8)},
+        weightings=weightings,
+        method="halving",
+        eta=2,
+        min_users=60,
+    )
+    assert len({r["rung"] for r in result.rows}) > 1
+    pngs = tuning_heatmaps(result)
+    assert set(pngs) == {("factors", "weighting")}
+    assert pngs["factors", "weighting"].startswith(b"\x89PNG")
+
+
 def test_heatmaps_one_per_pair_with_the_chosen_cell():
     result = tune(X, KNOB, KnobSettings(), grid={**KNOB_GRID, "learning_rate": (0.1, 0.2)}, method="grid")
     pngs = tuning_heatmaps(result)

@@ -18,13 +18,13 @@ __all__ = ["tuning_heatmaps"]
 def tuning_heatmaps(result: TuningResult) -> dict[tuple[str, str], bytes]:
     """One PNG heatmap per pair of swept settings: cell = the best objective over the other settings.
 
-    Uses the rows of the last rung (all rows for grid / random search: one resource level, so cells are
-    comparable); axes list the values in sorted order (weighting labels in grid order); the chosen
+    Uses the rows of the first rung, where every candidate was fitted at one resource level (all rows of
+    a grid or random search; the user sample of halving's first rung), so cells are comparable; axes
+    list the values in sorted order (weighting labels in grid order, always on the y axis); the chosen
     point is outlined. Returns ``{(x_name, y_name): png bytes}``; empty when fewer than two settings
     were swept.
     """
-    last = max(row["rung"] for row in result.rows)
-    rows = [r for r in result.rows if r["rung"] == last and math.isfinite(r["objective"])]
+    rows = [r for r in result.rows if r["rung"] == 0 and math.isfinite(r["objective"])]
 
     def value_of(row: dict[str, Any], name: str) -> Any:
         return row["weighting"] if name == "weighting" else row["point"][name]
@@ -42,32 +42,43 @@ def tuning_heatmaps(result: TuningResult) -> dict[tuple[str, str], bytes]:
             )
             if better:
                 cells[i, j] = v
-        fig = _figure(
-            figsize=(1.2 + 1.1 * len(xs) + (2.5 if x_name == "weighting" else 0), 1.5 + 0.6 * len(ys))
-        )
+        width = 2.8 + 0.9 * len(xs) + (2.2 if y_name == "weighting" else 0.0)
+        fig = _figure(figsize=(width, 1.6 + 0.5 * len(ys)), dpi=110, layout="constrained")
         ax = fig.add_subplot()
         image = ax.imshow(cells, cmap="viridis" if result.higher_is_better else "viridis_r", aspect="auto")
+        low = np.nanmin(cells)
+        span = max(float(np.nanmax(cells) - low), 1e-12)
         for i, j in itertools.product(range(len(ys)), range(len(xs))):
             if np.isfinite(cells[i, j]):
-                ax.text(j, i, f"{cells[i, j]:.3f}", ha="center", va="center", fontsize=7, color="white")
+                bright = (
+                    (cells[i, j] - low) / span > 0.6
+                    if result.higher_is_better
+                    else (cells[i, j] - low) / span < 0.4
+                )
+                ax.text(
+                    j,
+                    i,
+                    f"{cells[i, j]:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if bright else "white",
+                )
         ci, cj = ys.index(value_of(result.chosen_row, y_name)), xs.index(value_of(result.chosen_row, x_name))
         ax.add_patch(_rectangle(cj, ci))
         ax.set_xticks(
             range(len(xs)),
             [_label(v) for v in xs],
-            rotation=30 if x_name == "weighting" else 0,
-            ha="right" if x_name == "weighting" else "center",
             fontsize=7,
         )
         ax.set_yticks(range(len(ys)), [_label(v) for v in ys], fontsize=7)
         ax.set_xlabel(_axis_name(result, x_name))
         ax.set_ylabel(_axis_name(result, y_name))
         ax.set_title(
-            f"{result.model}: validation {result.objective} (best over other settings; chosen outlined)",
+            f"{result.model}: validation {result.objective}\n(best over the other settings; chosen outlined)",
             fontsize=8,
         )
         fig.colorbar(image, ax=ax)
-        fig.tight_layout()
         out[x_name, y_name] = _png(fig)
     return out
 
