@@ -215,16 +215,20 @@ class _Trainer:
         self.mu = np.float32(train.values.mean()) if train.values.size else np.float32(0.0)
         self.n_batches = max(1, math.ceil(train.users.size / settings.batch_size))
         self.rng = np.random.default_rng(seed)
+        # Users the fit never sees (filtered out) keep zero vectors, not their random start.
+        self.unseen_users = np.bincount(train.users, minlength=shape[0]) == 0
 
     def init(self, factors: int) -> _Params:
         std = np.float32(self.s.init_std)
         n_users, n_items = self.shape
-        return _Params(
+        params = _Params(
             self.rng.standard_normal((n_users, factors), dtype=np.float32) * std,
             self.rng.standard_normal((n_items, factors), dtype=np.float32) * std,
             np.zeros(n_users, np.float32),
             np.zeros(n_items, np.float32),
         )
+        params.X[self.unseen_users] = 0.0
+        return params
 
     def batches(self, order: np.ndarray, params: _Params, rates: np.ndarray) -> np.ndarray:
         out = np.empty((order.size, 2), np.float64)
