@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_assets.core.models import registry
 from recsys_assets.core.models import gravity as gravity_mod
 from recsys_assets.core.models import nets as nets_mod
 from recsys_assets.core.models import pmf as pmf_mod
+from recsys_assets.core.models import registry
 from recsys_assets.core.models.values import scale_values
 from recsys_assets.core.sections import SettingsError
 
