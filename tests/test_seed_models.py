@@ -97,12 +97,16 @@ def test_pmf_fits_reproducibly_and_validation_improves():
     assert not a.user_factors[2, :-1].any() and a.user_bias[2] == 0
 
 
-def test_pmf_thread_count_does_not_change_factors():
-    matrix = plays(50, 30, 0.3)
-    settings = pmf_mod.PmfSettings(factors=4, learning_rate=0.01, max_epochs=3, batch_size=32)
+def test_pmf_hogwild_threads_train_alike():
+    """Two threads share the parameters without locks: not bit-identical, but a fit as good."""
+    matrix = low_rank_plays()
+    settings = pmf_mod.PmfSettings(factors=4, learning_rate=0.01, max_epochs=6, batch_size=16)
     one = pmf_mod.fit(matrix, settings, threads=1)
     two = pmf_mod.fit(matrix, settings, threads=2)
-    np.testing.assert_array_equal(one.user_factors, two.user_factors)
+    assert np.isfinite(two.user_factors).all()
+    assert two.loss_components["validation_mse"][-1] == pytest.approx(
+        one.loss_components["validation_mse"][-1], rel=0.05
+    )
 
 
 def test_pmf_factor_grid_picks_a_candidate():

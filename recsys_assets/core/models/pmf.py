@@ -11,9 +11,10 @@ learned by minimising over the observed training pairs Ω
 
 (mean squared error plus L2 weight decay on every parameter a pair touches). Optimiser: mini-batch SGD
 over the observed pairs, shuffled once, visited in a fresh random order of batches every epoch; a
-batch's gradients are all computed from the parameters at the batch's start (in parallel), then
-applied in pair order, step = rate x the sum of the batch's per-pair gradients (so the rate is per
-observation and does not depend on the batch size). The result does not depend on the thread count.
+batch's gradients are all computed from the parameters at the batch's start, then applied, step =
+rate x the sum of the batch's per-pair gradients (so the rate is per observation and does not depend on
+the batch size). With T threads, each runs 1/T of the epoch's batches at the same time on shared
+parameters (Hogwild): one thread reproduces its factors exactly, more threads do not.
 
 Schedule (after the PyTorch write-up this model comes from): a learning-rate range test (the rate grows
 geometrically every batch from a fresh start; the loss is lowest, smoothed, at the largest rate before
@@ -112,14 +113,14 @@ class PmfSettings(Section):
 # Kernels.
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True)
 def _batch_gradients(
     users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss
 ):  # pragma: no cover
     """Per-pair gradients of the pair loss for pairs ``start:stop``, from the current parameters:
     ``gX[k]``, ``gY[k]``, ``gb[k] = (d/db_u, d/db_i)``, ``loss[k] = (pair loss, squared error)``."""
     f = X.shape[1]
-    for k in prange(stop - start):
+    for k in range(stop - start):
         p = start + k
         u, i = users[p], items[p]
         e = mu + bu[u] + bi[i] - values[p]
@@ -139,6 +140,7 @@ def _batch_gradients(
 
 @numba.njit(cache=True)
 def _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rate):  # pragma: no cover
+    """Subtract ``rate`` x the per-pair gradients, in pair order."""
     f = X.shape[1]
     for k in range(stop - start):
         u, i = users[start + k], items[start + k]
@@ -149,28 +151,31 @@ def _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rate):  # pragma
         bi[i] -= rate * gb[k, 1]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _run_batches(
-    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam, rates, out
+    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam, rates, out, parts
 ):  # pragma: no cover
     """SGD over the batches ``order`` (batch b = pairs ``b*batch_size`` on), batch t at ``rates[t]``;
-    ``out[t] = (mean pair loss, mean squared error)`` of batch t before its step."""
-    n, f = users.shape[0], X.shape[1]
-    gX = np.empty((batch_size, f), X.dtype)
-    gY = np.empty((batch_size, f), X.dtype)
-    gb = np.empty((batch_size, 2), X.dtype)
-    loss = np.empty((batch_size, 2), np.float64)
-    for t in range(order.shape[0]):
-        start = order[t] * batch_size
-        stop = min(start + batch_size, n)
-        _batch_gradients(users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
-        _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rates[t])
-        total, sq = 0.0, 0.0
-        for k in range(stop - start):
-            total += loss[k, 0]
-            sq += loss[k, 1]
-        out[t, 0] = total / (stop - start)
-        out[t, 1] = sq / (stop - start)
+    ``out[t] = (mean pair loss, mean squared error)`` of batch t before its step. ``parts`` threads
+    each run a contiguous share of ``order`` at the same time, sharing the parameters without locks
+    (Hogwild, Niu et al. 2011); with ``parts = 1`` the run is sequential and exactly reproducible."""
+    n, f, n_batches = users.shape[0], X.shape[1], order.shape[0]
+    for part in prange(parts):
+        gX = np.empty((batch_size, f), X.dtype)
+        gY = np.empty((batch_size, f), X.dtype)
+        gb = np.empty((batch_size, 2), X.dtype)
+        loss = np.empty((batch_size, 2), np.float64)
+        for t in range(part * n_batches // parts, (part + 1) * n_batches // parts):
+            start = order[t] * batch_size
+            stop = min(start + batch_size, n)
+            _batch_gradients(users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
+            _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rates[t])
+            total, sq = 0.0, 0.0
+            for k in range(stop - start):
+                total += loss[k, 0]
+                sq += loss[k, 1]
+            out[t, 0] = total / (stop - start)
+            out[t, 1] = sq / (stop - start)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -209,9 +214,15 @@ class _Trainer:
     """The data, the fixed global bias and the settings of one fit; runs batches and epochs."""
 
     def __init__(
-        self, train: _Pairs, valid: _Pairs, shape: tuple[int, int], settings: PmfSettings, seed: int
+        self,
+        train: _Pairs,
+        valid: _Pairs,
+        shape: tuple[int, int],
+        settings: PmfSettings,
+        seed: int,
+        parts: int,
     ):
-        self.train, self.valid, self.shape, self.s = train, valid, shape, settings
+        self.train, self.valid, self.shape, self.s, self.parts = train, valid, shape, settings, parts
         self.mu = np.float32(train.values.mean()) if train.values.size else np.float32(0.0)
         self.n_batches = max(1, math.ceil(train.users.size / settings.batch_size))
         self.rng = np.random.default_rng(seed)
@@ -230,20 +241,20 @@ class _Trainer:
         params.X[self.unseen_users] = 0.0
         return params
 
-    def batches(self, order: np.ndarray, params: _Params, rates: np.ndarray) -> np.ndarray:
+    def batches(self, order: np.ndarray, params: _Params, rates: np.ndarray, parts: int) -> np.ndarray:
         out = np.empty((order.size, 2), np.float64)
         t = self.train
         _run_batches(
             t.users, t.items, t.values, order.astype(np.int64), self.s.batch_size,
             params.X, params.Y, params.bu, params.bi, self.mu, np.float32(self.s.regularization),
-            rates.astype(params.X.dtype), out,
+            rates.astype(params.X.dtype), out, parts,
         )  # fmt: skip
         return out
 
     def epoch(self, params: _Params, rate: float) -> tuple[float, float]:
         """One epoch at ``rate``: (mean pair loss, mean squared error) over its batches."""
         order = self.rng.permutation(self.n_batches)
-        out = self.batches(order, params, np.full(order.size, rate))
+        out = self.batches(order, params, np.full(order.size, rate), self.parts)
         sizes = np.minimum(self.s.batch_size, self.train.users.size - order * self.s.batch_size)
         return float(out[:, 0] @ sizes / sizes.sum()), float(out[:, 1] @ sizes / sizes.sum())
 
@@ -259,7 +270,8 @@ class _Trainer:
         rates = np.geomspace(RANGE_LOW, RANGE_HIGH, RANGE_BATCHES)
         order = np.arange(RANGE_BATCHES) % self.n_batches
         with np.errstate(all="ignore"):
-            raw = self.batches(order, params, rates)[:, 0]
+            # One thread: the rate must grow in time, batch after batch.
+            raw = self.batches(order, params, rates, 1)[:, 0]
         smoothed, average = [], 0.0
         for t, value in enumerate(raw):
             average = 0.9 * average + 0.1 * value
@@ -299,9 +311,9 @@ def fit(
     rng = np.random.default_rng(settings.seed)
     scaled = scale_values(matrix, settings.scaling)
     train, valid = _split_pairs(scaled, settings, rng)
-    trainer = _Trainer(train, valid, scaled.shape, settings, settings.seed + 1)
     curves: dict[str, dict[str, list[float]]] = {}
-    with numba_threads(threads):
+    with numba_threads(threads) as n_threads:
+        trainer = _Trainer(train, valid, scaled.shape, settings, settings.seed + 1, n_threads)
         rate = settings.learning_rate
         if rate == 0.0:
             rate, curves["lr_range"] = trainer.range_test()
