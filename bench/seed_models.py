@@ -22,6 +22,7 @@ The last line of output is one JSON object.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -116,7 +117,7 @@ def quality(args) -> dict:
         seconds = time.perf_counter() - start
         if model.score is not None:
             report = evaluate_scores(
-                lambda users: model.score(factors, users), train, test, threads=args.threads
+                functools.partial(model.score, factors), train, test, threads=args.threads
             )
         else:
             report = evaluate_factors(
