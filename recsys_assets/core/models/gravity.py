@@ -41,6 +41,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import prange
 
+from recsys_assets.core.als import _permuted, _popularity_orders
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, Progress
 from recsys_assets.core.models.values import Scaling, scale_values
@@ -72,7 +73,7 @@ class GravitySettings(Section):
 # Kernels (one job each; rows in parallel, each row written by one thread: thread-count independent).
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, fastmath=True, parallel=True)
 def residuals(indptr, indices, data, U, V, out):  # pragma: no cover
     """``out[p] = A_ij - U_i . V_j`` for every stored entry p = (i, j) of the CSR matrix."""
     for i in prange(indptr.shape[0] - 1):
@@ -84,7 +85,7 @@ def residuals(indptr, indices, data, U, V, out):  # pragma: no cover
             out[p] = data[p] - s
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, fastmath=True, parallel=True)
 def sparse_times(indptr, indices, values, F, out):  # pragma: no cover
     """``out[r] = sum_p values[p] F[indices[p]]`` over row r's stored entries (sparse x dense)."""
     for r in prange(indptr.shape[0] - 1):
@@ -217,13 +218,18 @@ def fit(
 ) -> FactorSet:
     """Gravity-regularised MF of the scaled ``matrix`` (users x artists play counts, CSR) with the
     chosen solver; ``loss`` per iteration (after its step) and its three ``loss_components``."""
-    problem = _Problem.of(scale_values(matrix, settings.scaling))
+    scaled = scale_values(matrix, settings.scaling)
+    # Solve with users and artists numbered by decreasing popularity (cache locality, as the ALS fit);
+    # the factors are drawn and returned in the caller's order.
+    user_order, item_order = _popularity_orders(scaled)
+    problem = _Problem.of(_permuted(scaled, user_order, item_order))
     n, m = problem.csr.shape
     omega = max(1, problem.csr.nnz)
     rng = np.random.default_rng(settings.seed)
     std = np.float32(settings.init_std)
     U = rng.standard_normal((n, settings.factors), dtype=np.float32) * std
     V = rng.standard_normal((m, settings.factors), dtype=np.float32) * std
+    U, V = U[user_order], V[item_order]
     losses, seconds = [], []
     components: dict[str, list[float]] = {"observed_mse": [], "regularization": [], "gravity": []}
     rate = np.float32(settings.learning_rate)
@@ -245,10 +251,12 @@ def fit(
             losses.append(sum(parts.values()))
             if progress is not None:
                 progress(iteration + 1, settings.iterations, losses[-1], seconds[-1])
+    user_factors, item_factors = np.empty_like(U), np.empty_like(V)
+    user_factors[user_order], item_factors[item_order] = U, V
     return FactorSet(
         model="gravity",
-        user_factors=U,
-        item_factors=V,
+        user_factors=user_factors,
+        item_factors=item_factors,
         loss=losses,
         seconds=seconds,
         loss_components=components,
