@@ -25,7 +25,7 @@ Solvers (``solver``):
   conjugate-gradient steps warm-started from the current row; then V given U alike.
 
 Measured on HetRec (``bench/seed_models.py --part quality``, default settings, 2 threads): ``gd`` as the
-write-up ran it (2,000 iterations at rate 20) reached loss 2.271 in 29.9 s, ``als`` 2.136 in 0.8 s
+write-up ran it (2,000 iterations at rate 20) reached loss 2.271 in 20.7 s, ``als`` 2.136 in 0.7 s
 (15 iterations), hence the default. Per iteration the three loss components
 are reported (``loss_components``) after the step.
 """
