@@ -1,8 +1,8 @@
 """Artifact files (no Dagster import).
 
 Artifacts (sparse matrices, factor arrays, splits) are ``.npz`` files written atomically: into a
-temporary file in the same folder, flushed, then ``os.replace``-d over the old one, so a reader or a
-crashed run never sees half a file. Every file written this way gets the usual permissions (``0666``
+temporary file in the same folder, flushed, then ``os.replace``-d over the old one
+(:func:`recsys_assets.core.files.atomic_path`), so a reader or a crashed run never sees half a file. Every file written this way gets the usual permissions (``0666``
 less the umask, so ``0644`` under the common umask ``022``): readers are often another user. Each
 artifact carries the content hash of its arrays and is checked against it on every load, so a truncated
 or altered file is reported (and rebuilt), never used.
@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -31,10 +30,12 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.files import atomic_path, file_hash
+
 WAREHOUSE_FILE = "warehouse.duckdb"
 ARTIFACT_DIR = "artifacts"
 # Folders under the home that hold no files written by atomic_path: Dagster's own instance storage,
-# downloads (resumable ``.part`` files) and DuckDB's spill folder.
+# downloads and DuckDB's spill folder.
 _NOT_OURS = frozenset({"dagster", "downloads", "tmp"})
 
 
@@ -56,36 +57,6 @@ class ArtifactCorruptError(ArtifactError):
     def __init__(self, path: Path, detail: str):
         self.path, self.detail = path, detail
         super().__init__(f"artifact {path} is corrupt ({detail}): the next `recsys refresh` rebuilds it")
-
-
-def _temp_beside(path: Path) -> Path:
-    """Create an empty, new ``.<name>.<random>.tmp`` file beside ``path`` with mode ``0666`` less the
-    umask (``tempfile.mkstemp`` would make it ``0600``, and the rename keeps the mode)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
-
-    The file ends up with mode ``0666`` less the umask, whatever wrote it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # Artifact headers name a type by a short registered name, never by module path: moving a class to
@@ -282,15 +253,6 @@ def load_artifact(path: str | Path) -> Any:
 def bytes_hash(data: bytes) -> str:
     """blake2b-128 (hex) of ``data``: the :func:`file_hash` of a file holding exactly these bytes."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_hash(path: str | Path) -> str:
-    """blake2b-128 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FileHashCache:

@@ -13,16 +13,14 @@ they are never returned as a neighbour, and as queries they get no neighbours (i
 An index is saved as two files: the backend's own file at ``path`` and a small JSON beside it
 (``<path>.json``) with everything needed to load it again (backend, dimension, item count, the
 left-out ids, parameters, and the index file's size as a consistency check). Both are written
-atomically (temporary file in the same directory, fsync, ``os.replace``).
+atomically (:func:`recsys_assets.core.files.atomic_path`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +32,7 @@ import annoy
 import hnswlib
 import numpy as np
 
+from recsys_assets.core.files import atomic_path
 from recsys_assets.core.threads import resolve_threads
 from recsys_assets.core.topk import cosine_topk
 
@@ -69,25 +68,6 @@ _FORMAT_VERSION = 1
 
 def _metadata_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, flush it to disk, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    # The rename itself must survive a crash too.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _check_vectors(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -244,7 +224,8 @@ class AnnIndex(ABC):
     def save(self, path: Path) -> None:
         """Write the index to ``path`` and its metadata to ``<path>.json``, each atomically."""
         path = Path(path)
-        _atomic_write(path, self._write_index)
+        with atomic_path(path) as tmp:
+            self._write_index(tmp)
         metadata = {
             "format": _FORMAT_VERSION,
             "backend": self.backend,
@@ -254,7 +235,8 @@ class AnnIndex(ABC):
             "params": self.params,
             "index_bytes": path.stat().st_size,
         }
-        _atomic_write(_metadata_path(path), lambda p: p.write_text(json.dumps(metadata)))
+        with atomic_path(_metadata_path(path)) as tmp:
+            tmp.write_text(json.dumps(metadata))
 
 
 class AnnoyCosineIndex(AnnIndex):

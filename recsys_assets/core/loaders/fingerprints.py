@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from recsys_assets.core.files import atomic_path, file_hash
 from recsys_assets.core.loaders.staging import LoadError, _require_file
 
 _HETREC_FILES = ("user_artists.dat", "artists.dat", "tags.dat", "user_taggedartists.dat")
@@ -16,18 +16,10 @@ _HETREC_FILES = ("user_artists.dat", "artists.dat", "tags.dat", "user_taggedarti
 # Fingerprints
 
 
-def _hash_file(path: Path) -> str:
-    digest = hashlib.blake2b(digest_size=20)
-    with open(path, "rb") as f:
-        while block := f.read(4 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cached_hash(path: Path, cache: Path | None) -> str:
     """Content hash of one file; with ``cache`` (a JSON file) reused while (size, mtime_ns, inode) hold."""
     if cache is None:
-        return _hash_file(path)
+        return file_hash(path, digest_size=20)
     st = path.stat()
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
     key = str(path.resolve())
@@ -38,12 +30,10 @@ def _cached_hash(path: Path, cache: Path | None) -> str:
     entry = entries.get(key)
     if entry is not None and entry.get("stamp") == stamp:
         return entry["digest"]
-    digest = _hash_file(path)
+    digest = file_hash(path, digest_size=20)
     entries[key] = {"stamp": stamp, "digest": digest}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(entries, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp:
+        tmp.write_text(json.dumps(entries, sort_keys=True), encoding="utf-8")
     return digest
 
 
