@@ -43,6 +43,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from recsys_assets.core.sparse import canonical_csr
 from recsys_assets.core.threads import numba_threads
 
 Solver = Literal["cg", "cholesky"]
@@ -492,8 +493,8 @@ def _checked_confidence(confidence: sp.spmatrix) -> sp.csr_matrix:
         raise AlsInputError(f"confidence must be 2-D, got shape {confidence.shape}")
     if not (np.issubdtype(confidence.dtype, np.number) and not np.iscomplexobj(confidence.data)):
         raise AlsInputError(f"confidence must hold real numbers, got dtype {confidence.dtype}")
-    matrix = sp.csr_matrix(confidence, dtype=np.float32, copy=True)
-    matrix.sum_duplicates()
+    # A stored zero carries no confidence: treat it as unobserved (c = 1, p = 0).
+    matrix = canonical_csr(confidence, dtype=np.float32, copy=True, drop_zeros=True)
     if matrix.nnz and not np.all(np.isfinite(matrix.data)):
         raise AlsInputError("confidence holds NaN or infinite values; clean the weighted matrix first")
     if matrix.nnz and matrix.data.min() < 0:
@@ -501,9 +502,6 @@ def _checked_confidence(confidence: sp.spmatrix) -> sp.csr_matrix:
             "confidence must be non-negative (negative feedback is not supported); "
             f"found minimum {matrix.data.min():g}"
         )
-    # A stored zero carries no confidence: treat it as unobserved (c = 1, p = 0).
-    matrix.eliminate_zeros()
-    matrix.sort_indices()
     matrix.indptr = matrix.indptr.astype(np.int64, copy=False)
     matrix.indices = matrix.indices.astype(np.int32, copy=False)
     return matrix

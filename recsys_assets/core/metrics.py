@@ -53,6 +53,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.heap import sift_down, sort_best_first, worse
+from recsys_assets.core.sparse import canonical_csr
 from recsys_assets.core.threads import blas_threads, numba_threads
 from recsys_assets.core.topk import DEFAULT_MEMORY_BUDGET, as_factor_matrix, tile_shape
 
@@ -130,33 +132,6 @@ class TopKReport:
 
 
 @numba.njit(cache=True, inline="always")
-def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
-    """(s_a, i_a) ranks below (s_b, i_b): lower score, or the same score and a higher item index."""
-    return s_a < s_b or (s_a == s_b and i_a > i_b)
-
-
-@numba.njit(cache=True)
-def _sift_down(hs: np.ndarray, hi: np.ndarray, size: int) -> None:
-    """Restore the min-heap (worst entry at the root) of the first ``size`` entries after a root change."""
-    pos = 0
-    s = hs[0]
-    i = hi[0]
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        if child + 1 < size and _worse(hs[child + 1], hi[child + 1], hs[child], hi[child]):
-            child += 1
-        if not _worse(hs[child], hi[child], s, i):
-            break
-        hs[pos] = hs[child]
-        hi[pos] = hi[child]
-        pos = child
-    hs[pos] = s
-    hi[pos] = i
-
-
-@numba.njit(cache=True, inline="always")
 def _mask(row: np.ndarray, j0: int, j1: int, indices: np.ndarray, cursor: int, end: int) -> int:
     """Set the row's entries for the sorted ``indices[cursor:end]`` inside [j0, j1) to -inf.
 
@@ -225,7 +200,7 @@ def _fold_row(
                 if s > threshold:
                     hs[0] = s
                     hi[0] = j0 + c0 + c
-                    _sift_down(hs, hi, k)
+                    sift_down(hs, hi, k)
                     threshold = hs[0]
         for i in range(ts.size):
             twice = _twice_above(chunk, ts[i])
@@ -420,19 +395,11 @@ def _finish_heaps(
         hs = top_s[e]
         hi = top_i[e]
         for p in range(te_ptr[u], te_ptr[u + 1]):
-            if _worse(hs[0], hi[0], q[p], te_idx[p]):
+            if worse(hs[0], hi[0], q[p], te_idx[p]):
                 hs[0] = q[p]
                 hi[0] = te_idx[p]
-                _sift_down(hs, hi, k)
-        # Heapsort: moving the root (the worst) behind the shrinking heap leaves the row best-first.
-        for size in range(k - 1, 0, -1):
-            s = hs[0]
-            i = hi[0]
-            hs[0] = hs[size]
-            hi[0] = hi[size]
-            hs[size] = s
-            hi[size] = i
-            _sift_down(hs, hi, size)
+                sift_down(hs, hi, k)
+        sort_best_first(hs, hi)
 
 
 @numba.njit(cache=True, parallel=True)
@@ -568,11 +535,7 @@ class _Interactions:
 def _as_csr(name: str, X: object) -> sp.csr_matrix:
     if not sp.issparse(X) or X.ndim != 2:
         raise TypeError(f"{name} must be a 2-D scipy sparse matrix, got {type(X).__name__}")
-    X = sp.csr_matrix(X)
-    if not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
+    return canonical_csr(X)
 
 
 def _interactions(train: object, test: object) -> _Interactions:

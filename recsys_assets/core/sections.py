@@ -220,7 +220,6 @@ class Section:
                 object.__setattr__(self, f.name, checked)
 
 
-
 # ---------------------------------------------------------------------------------------------------
 # Checking values against the declarations.
 

@@ -16,6 +16,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.core.loaders.scanner import _Scan
+from recsys_assets.core.sparse import canonical_csr
 from recsys_assets.sql import SQL_DIR
 
 # The valid lines of a load: (user code, artist code, plays) arrays, codes into the staged key tables.
@@ -330,9 +331,9 @@ def read_play_matrix(conn: duckdb.DuckDBPyConnection) -> sp.csr_matrix:
     n_users = conn.execute("SELECT coalesce(max(user_id) + 1, 0) FROM users").fetchone()[0]
     n_artists = conn.execute("SELECT coalesce(max(artist_id) + 1, 0) FROM artists").fetchone()[0]
     cols = conn.execute("SELECT user_id, artist_id, plays FROM plays").fetchnumpy()
-    X = sp.csr_matrix(
-        (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])), shape=(n_users, n_artists)
+    return canonical_csr(
+        sp.coo_matrix(
+            (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])),
+            shape=(n_users, n_artists),
+        )
     )
-    X.sum_duplicates()
-    X.sort_indices()
-    return X
