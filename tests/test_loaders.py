@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from recsys_assets import sql
 from recsys_assets.core import loaders
 from recsys_assets.core.loaders import (
     LoadError,
@@ -21,7 +22,6 @@ from recsys_assets.core.loaders import (
     load_triples,
     raw_schema_sql,
     scanner,
-    staging,
 )
 from recsys_assets.core.synthetic import generate_plays
 from tests.conftest import HETREC_DIR as HETREC
@@ -329,9 +329,9 @@ def test_failure_inside_transaction_rolls_back(
     before = _table(conn, "SELECT * FROM plays ORDER BY ALL")
     broken = tmp_path / "sql"
     broken.mkdir()
-    shutil.copy(staging.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
+    shutil.copy(sql.SQL_DIR / "raw_schema.sql", broken / "raw_schema.sql")
     (broken / "load_finish.sql").write_text("INSERT INTO users SELECT * FROM no_such_table;")
-    monkeypatch.setattr(staging, "sql_dir", lambda: broken)
+    monkeypatch.setattr(sql, "SQL_DIR", broken)
     with pytest.raises(duckdb.Error):
         load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
     assert _table(conn, "SELECT * FROM plays ORDER BY ALL") == before
