@@ -69,9 +69,9 @@ def test_resolver_reports_missing_then_fresh_then_stale_with_root_cause():
 
 
 def test_data_version_of_reads_materialization_and_observation_versions():
-    @dg.observable_source_asset
-    def source() -> dg.DataVersion:
-        return dg.DataVersion("fingerprint-7")
+    @dg.multi_observable_source_asset(specs=[dg.AssetSpec("source")])
+    def source():
+        yield dg.ObserveResult(asset_key="source", data_version=dg.DataVersion("fingerprint-7"))
 
     @dg.asset(deps=[source])
     def derived() -> dg.Output[int]:
