@@ -15,6 +15,8 @@ killed between writing and recording) makes its asset stale too.
 """
 
 from recsys_assets.refresh.guard import (
+    HOST_TAG,
+    PID_TAG,
     RefreshInProgressError,
     fail_dead_runs,
     runs_in_progress,
@@ -29,6 +31,7 @@ from recsys_assets.refresh.planning import (
     stale_or_missing,
 )
 from recsys_assets.refresh.waves import (
+    REFRESH_TAG,
     RefreshFailedError,
     RefreshResult,
     StatusReport,
@@ -39,6 +42,9 @@ from recsys_assets.refresh.waves import (
 )
 
 __all__ = [
+    "HOST_TAG",
+    "PID_TAG",
+    "REFRESH_TAG",
     "RefreshFailedError",
     "RefreshInProgressError",
     "RefreshResult",
