@@ -104,7 +104,7 @@ def remove_orphan_temp_files(home: str | Path) -> list[Path]:
         if Path(folder) == Path(home):
             subfolders[:] = [d for d in subfolders if d not in _NOT_OURS]
         for name in files:
-            # ``.<name>.<random>.tmp``: atomic_path's names (core/ann.py writes the same shape), and the
+            # ``.<name>.<random>.tmp``: atomic_path's names (every atomic write in the project), and the
             # write-ahead log DuckDB keeps beside such a file while the catalog is being written.
             stem = name.removesuffix(".wal")
             if stem.startswith(".") and stem.endswith(".tmp") and stem.count(".") >= 3:
