@@ -47,7 +47,6 @@ from recsys_assets.core.loaders.staging import (
     LoadReport,
     raw_schema_sql,
     read_play_matrix,
-    sql_dir,
 )
 
 __all__ = [
@@ -64,5 +63,4 @@ __all__ = [
     "load_triples",
     "raw_schema_sql",
     "read_play_matrix",
-    "sql_dir",
 ]

@@ -21,9 +21,9 @@ from recsys_assets.core.loaders.staging import (
     _publish,
     _require_file,
     _stage_frames,
-    sql_dir,
 )
 from recsys_assets.core.synthetic import SyntheticPlays
+from recsys_assets.sql import read_sql
 
 # --------------------------------------------------------------------------------------------------
 # Public loaders
@@ -175,7 +175,7 @@ def load_hetrec(
         rejects = [(str(scan.path), line, reason, raw) for line, reason, raw in scan.rejects] + side_rejects
         report = _publish(
             conn, "hetrec", scan.path, scan.lines_read, scan.rows_loaded, rejects, reasons, pairs,
-            extra_sql=(sql_dir() / "load_hetrec_tags.sql").read_text(encoding="utf-8"),
+            extra_sql=read_sql("load_hetrec_tags.sql"),
         )  # fmt: skip
         n_tags, n_assigned = conn.execute(
             "SELECT (SELECT count(*) FROM tags), (SELECT count(*) FROM artist_tags)"
@@ -283,7 +283,7 @@ def _load_parquet(
             f"{path}: column {columns[2]!r} has type {value_type}; play counts must be an integer, "
             "floating-point or decimal Parquet column — convert it, or pass the right value_column"
         )
-    sql = (sql_dir() / "load_parquet_stage.sql").read_text(encoding="utf-8")
+    sql = read_sql("load_parquet_stage.sql")
     sql = sql.format(
         path="'" + str(path).replace("'", "''") + "'",
         user=_quote_ident(columns[0]),

@@ -16,7 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.core.loaders.scanner import _Scan
-from recsys_assets.sql import SQL_DIR
+from recsys_assets.core.sparse import canonical_csr
+from recsys_assets.sql import read_sql
 
 # The valid lines of a load: (user code, artist code, plays) arrays, codes into the staged key tables.
 _Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -44,14 +45,9 @@ class LoadReport:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-def sql_dir() -> Path:
-    """The project's ``sql/`` folder, found where :mod:`recsys_assets.sql` finds it (also when installed)."""
-    return SQL_DIR
-
-
 def raw_schema_sql() -> str:
     """DDL of the raw tables (``sql/raw_schema.sql``)."""
-    return (sql_dir() / "raw_schema.sql").read_text(encoding="utf-8")
+    return read_sql("raw_schema.sql")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -269,7 +265,7 @@ def _publish(
     )
     with _transaction(conn):
         conn.execute(raw_schema_sql())
-        conn.execute((sql_dir() / "load_finish.sql").read_text(encoding="utf-8"))
+        conn.execute(read_sql("load_finish.sql"))
         _insert_plays(conn, pairs)
         conn.register("_rejects_frame", reject_frame)
         try:
@@ -330,9 +326,9 @@ def read_play_matrix(conn: duckdb.DuckDBPyConnection) -> sp.csr_matrix:
     n_users = conn.execute("SELECT coalesce(max(user_id) + 1, 0) FROM users").fetchone()[0]
     n_artists = conn.execute("SELECT coalesce(max(artist_id) + 1, 0) FROM artists").fetchone()[0]
     cols = conn.execute("SELECT user_id, artist_id, plays FROM plays").fetchnumpy()
-    X = sp.csr_matrix(
-        (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])), shape=(n_users, n_artists)
+    return canonical_csr(
+        sp.coo_matrix(
+            (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])),
+            shape=(n_users, n_artists),
+        )
     )
-    X.sum_duplicates()
-    X.sort_indices()
-    return X
