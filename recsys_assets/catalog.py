@@ -94,15 +94,15 @@ def read_only_statements(sql: str) -> int:
 
 def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     """Create the views of ``sql/views/catalog.sql`` (generic names, answers with keys and names) on a
-    connection that has the published tables as views; a view whose tables are missing (not published
-    by this graph) is left out. Returns the names of the views created."""
+    connection that has the published tables as views; a view whose tables or columns are missing (not
+    published by this graph) is left out. Returns the names of the views created."""
     created = []
     for statement in duckdb.extract_statements(read_sql("views/catalog.sql")):
         name = re.search(r"CREATE VIEW (\w+)", statement.query)
         try:
             conn.execute(statement.query)
-        except duckdb.CatalogException:
-            continue  # a table it reads is not published
+        except (duckdb.CatalogException, duckdb.BinderException):
+            continue  # a table it reads is not published (or not with these columns)
         if name is not None:
             created.append(name.group(1))
     return created

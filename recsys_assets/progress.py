@@ -122,10 +122,8 @@ class Progress:
         if info:
             self.info.update(info)
         now = self._clock()
-        if now - self._last_draw < self._min_interval:
-            return
-        self._last_draw = now
-        if self._bar is not None:
+        if self._bar is not None and now - self._last_draw >= self._min_interval:
+            self._last_draw = now
             self._bar.draw()
         if now - self._last_line >= self._line_interval:
             self._last_line = now
@@ -170,7 +168,9 @@ class Progress:
         elapsed = now - self.started
         done = _count(self.done, self.unit)
         if self.total:
-            parts = [f"{_count(self.done, '')}/{_count(self.total, self.unit)} ({self.done / self.total:.0%})"]
+            parts = [
+                f"{_count(self.done, '')}/{_count(self.total, self.unit)} ({self.done / self.total:.0%})"
+            ]
             if self.unit == "B":
                 parts = [f"{done} of {_count(self.total, 'B')} ({self.done / self.total:.0%})"]
         else:
@@ -240,7 +240,9 @@ class _BarTask:
     def finish(self) -> None:
         bar = self.entry[0]
         owner = self.owner
-        bar.update(self.task, completed=owner.done, total=owner.total or owner.done, status=owner.status(final=True))
+        bar.update(
+            self.task, completed=owner.done, total=owner.total or owner.done, status=owner.status(final=True)
+        )
         bar.refresh()
         with self._lock:
             self.entry[1] -= 1

@@ -46,7 +46,9 @@ def make_ratings(n_users: int = 150, seed: int = 0) -> list[tuple[int, int, int,
     return rows
 
 
-def write_ratings(path: Path, rows, columns: int = 3, delimiter: str = "\t", header: str | None = None) -> Path:
+def write_ratings(
+    path: Path, rows, columns: int = 3, delimiter: str = "\t", header: str | None = None
+) -> Path:
     lines = [header] if header is not None else []
     lines += [delimiter.join(str(v) for v in row[:columns]) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -126,7 +128,9 @@ def test_a_header_of_three_columns_needs_no_value_column(conn, tmp_path):
 
 def test_item_name_column_in_the_triples_file(conn, tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text('user,item,value,title\nu1,10,4,\nu1,11,5,"Heat, (1995)"\nu2,10,3,Alien\nu2,12,2,\nu3,10,1,Other\n')
+    path.write_text(
+        'user,item,value,title\nu1,10,4,\nu1,11,5,"Heat, (1995)"\nu2,10,3,Alien\nu2,12,2,\nu3,10,1,Other\n'
+    )
     report = load_triples(conn, path, item_name_column="title")
     # The first non-empty title names an item; item 12 has none and is named by its key.
     names = dict(conn.execute("SELECT artist_key, name FROM artists").fetchall())
@@ -155,7 +159,9 @@ def test_min_value_rows_are_counted_not_positives_not_rejects(conn, tmp_path):
     report_pq = load_triples(conn, parquet, 1, 2, 3, min_value=3)
     assert loaded_plays(conn) == expected
     assert (report_pq.rows_below_min_value, report_pq.n_plays) == (below, report.n_plays)
-    with pytest.raises(LoadError, match=r"every one of the .* valid rows has a value below \[data\] min_value"):
+    with pytest.raises(
+        LoadError, match=r"every one of the .* valid rows has a value below \[data\] min_value"
+    ):
         load_triples(conn, path, header=False, min_value=6)
 
 
@@ -200,18 +206,23 @@ def test_catalog_views_add_keys_and_names_and_skip_what_is_not_published(tmp_pat
         "CREATE TABLE artists AS SELECT * FROM (VALUES (0, '10', 'Alien', NULL), (1, '11', 'Heat', NULL)) "
         "v(artist_id, artist_key, name, mbid)"
     )
-    warehouse.execute("CREATE TABLE related_artists AS SELECT 'als' AS model, 0 AS artist_id, 1 AS rank, 1 AS related_id, 0.5::REAL AS score")
+    warehouse.execute(
+        "CREATE TABLE related_artists AS SELECT 'als' AS model, 0 AS artist_id, 1 AS rank, 1 AS related_id, 0.5::REAL AS score"
+    )
     warehouse.execute("CREATE TABLE load_log AS SELECT now() AS loaded_at, 'triples' AS source")
     catalog = Catalog(tmp_path)
     catalog.publish(warehouse, ["artists", "related_artists", "load_log"])
     with catalog.connect() as conn:
-        views = {name for (name,) in conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        views = {
+            name
+            for (name,) in conn.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+        }
         assert {"items", "related_items", "related_artists_named"} <= views
         # users, plays, recommendations and artist_aliases are not published: their views are left out.
         assert not views & {"interactions", "recommended_items", "item_aliases", "artist_aliases_named"}
-        assert conn.execute("SELECT item_name, rank, related_name, item_key, related_key FROM related_items").fetchall() == [
-            ("Alien", 1, "Heat", "10", "11")
-        ]
+        assert conn.execute(
+            "SELECT item_name, rank, related_name, item_key, related_key FROM related_items"
+        ).fetchall() == [("Alien", 1, "Heat", "10", "11")]
         assert vocabulary(conn)["item"] == "item"
     # recsys.duckdb has the same views (opened from inside the home, where its relative paths resolve).
     reader = duckdb.connect(str(catalog.path), read_only=True, config={"file_search_path": str(tmp_path)})
@@ -258,6 +269,13 @@ duckdb_memory_limit = "1GB"
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     assert main(["refresh"]) == 0, capsys.readouterr().err
     capsys.readouterr()
+    with Catalog(tmp_path / "home").connect() as conn:  # every view of sql/views/catalog.sql binds
+        views = {"items", "interactions", "related_items", "related_artists_named", "recommended_items"}
+        views |= {"recommendations_named", "item_aliases", "artist_aliases_named"}
+        for view in views:
+            conn.execute(f"SELECT * FROM {view} LIMIT 1").fetchall()
+        assert vocabulary(conn) == {"item": "item", "items": "items", "value": "value", "users": "users"}
+        assert conn.execute("SELECT min(value) FROM interactions").fetchone() == (4.0,)
     assert main(["related", "star wars (1977)", "-n", "10"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out.strip().splitlines()
     assert out[0].split() == ["rank", "related_artist", "score"]

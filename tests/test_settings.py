@@ -126,9 +126,18 @@ BAD_SETTINGS = [
         "[synthetic] artists_per_user = inf: must be a finite number > 0",
     ),
     ("[aliases]\nmin_listeners = -3", "[aliases] min_listeners = -3: must be an integer >= 0"),
-    ('[data]\nuser_column = ""', '[data] user_column = "": must be a column name or a 1-based column position'),
-    ("[data]\nvalue_column = 0", "[data] value_column = 0: must be a column name or a 1-based column position"),
-    ("[data]\nitem_name_column = 1.5", '[data] item_name_column = 1.5: must be "" or a column name or a 1-based'),
+    (
+        '[data]\nuser_column = ""',
+        '[data] user_column = "": must be a column name or a 1-based column position',
+    ),
+    (
+        "[data]\nvalue_column = 0",
+        "[data] value_column = 0: must be a column name or a 1-based column position",
+    ),
+    (
+        "[data]\nitem_name_column = 1.5",
+        '[data] item_name_column = 1.5: must be "" or a column name or a 1-based',
+    ),
     ('[data]\ndelimiter = ":"', '[data] delimiter = ":": must be one of "", ",", "\\t", ";", "|"'),
     ("[data]\nmin_value = -1", "[data] min_value = -1: must be a finite number >= 0"),
     (

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from recsys_assets.core.loaders.fingerprints import _HETREC_FILES
-from recsys_assets.core.loaders.kernels import MAX_FIELD_BYTES, MAX_PLAYS, MIN_PLAYS
+from recsys_assets.core.loaders.kernels import MAX_FIELD_BYTES
 from recsys_assets.core.loaders.scanner import _RAW_LINE_MAX, _Layout, _raw_text, _scan_file
 from recsys_assets.core.loaders.staging import (
     LoadError,

@@ -74,7 +74,9 @@ def _sample(path: Path, header: bool) -> tuple[str | None, list[str]]:
             if len(lines) >= _SAMPLE_LINES:
                 break
     if header and (first is None or not first.strip()):
-        raise LoadError(f"{path}: line 1 should be the header (header = true) but the file is empty or line 1 is blank")
+        raise LoadError(
+            f"{path}: line 1 should be the header (header = true) but the file is empty or line 1 is blank"
+        )
     if not header and not lines:
         raise LoadError(f"{path}: no data lines (the file is empty); check the file")
     return first, lines
@@ -117,7 +119,9 @@ def _resolve(refs: tuple[Column, Column, Column], names: list[str] | None, n_fie
                 f"1-based position: set [data] {setting} (and the other column settings) to numbers"
             )
     if len(set(index)) < 3:
-        raise _Unresolved(f"the user, item and value columns must differ; they are columns {[i + 1 for i in index]}")
+        raise _Unresolved(
+            f"the user, item and value columns must differ; they are columns {[i + 1 for i in index]}"
+        )
     return index  # type: ignore[return-value]
 
 
@@ -375,10 +379,15 @@ def _load_parquet(
             "FROM _parquet_rows WHERE reason IS NOT NULL ORDER BY line_number"
         ).fetchall()
         reasons = _check_counts(path, lines_read, rows_loaded, rejects, max_frac)
-        staged = conn.execute("SELECT acode, artist_key, item_name FROM _stage_artists ORDER BY acode").fetchall()
+        staged = conn.execute(
+            "SELECT acode, artist_key, item_name FROM _stage_artists ORDER BY acode"
+        ).fetchall()
         named, unnamed = _named([r[1] for r in staged], [r[2] for r in staged], items)
         frame = pd.DataFrame(
-            {"acode": np.array([r[0] for r in staged], dtype=np.int32), "name": pd.Series(named, dtype=object)}
+            {
+                "acode": np.array([r[0] for r in staged], dtype=np.int32),
+                "name": pd.Series(named, dtype=object),
+            }
         )
         conn.register("_names_frame", frame)
         try:
