@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from product_factors import FULL, SMALL, product_inputs  # noqa: E402
 
-from recsys_assets.assets import related as related_assets  # noqa: E402
 from recsys_assets.core.factorset import FactorSet  # noqa: E402
+from recsys_assets.pipeline import answers as related_assets  # noqa: E402
+from recsys_assets.pipeline import indexes  # noqa: E402
 from recsys_assets.settings import Settings  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     )
     parser.add_argument("--small", action="store_true", help="20K users x 20K artists x 1M plays")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--neighbours", type=int, default=None, help="[aliases] neighbours (default 120)")
+    parser.add_argument("--neighbours", type=int, default=None, help="[aliases] k (default 120)")
     parser.add_argument("--memory-budget", default=None, help="[runtime] memory_budget (default 4GB)")
     parser.add_argument("--models", default="als,lsa")
     args = parser.parse_args()
@@ -61,7 +62,7 @@ def main() -> None:
     settings = Settings()
     aliases = settings.aliases
     if args.neighbours:
-        aliases = dataclasses.replace(aliases, neighbours=args.neighbours)
+        aliases = dataclasses.replace(aliases, k=args.neighbours)
     related = dataclasses.replace(settings.related, method="ann")
     plays, item_factors = product_inputs(users, artists, per_user, args.threads, settings)
     # The same harness measures the code before blocking (no memory budget parameter) for comparison.
@@ -86,15 +87,15 @@ def main() -> None:
                     ref = pickle.loads(cache.read_bytes())
                 else:
                     path = cache.with_suffix(".index")
-                    ref = related_assets.build_ann_index(
+                    ref = indexes.build_ann_index(
                         factors, settings.ann, path, args.threads, path.parent, related
                     )
                     cache.write_bytes(pickle.dumps(ref))
-                index = related_assets.open_index(ref, cache.parent, aliases.neighbours)
+                index = indexes.open_index(ref, cache.parent, aliases.k)
                 extra = {"memory_budget": budget}
             else:
-                ref = related_assets.build_ann_index(factors, settings.ann, path, args.threads)
-                index = related_assets.open_index(ref, settings.ann, aliases.neighbours)
+                ref = indexes.build_ann_index(factors, settings.ann, path, args.threads)
+                index = indexes.open_index(ref, settings.ann, aliases.k)
                 extra = {}
             rss_before = _rss_kib("VmRSS")
             Path("/proc/self/clear_refs").write_text("5")
@@ -121,7 +122,7 @@ def main() -> None:
     print(f"load average at end: {load_end}")
     summary = {
         "artists": artists,
-        "neighbours": aliases.neighbours,
+        "neighbours": aliases.k,
         "memory_budget_bytes": budget,
         "blocked": blocked,
         "threads": args.threads,

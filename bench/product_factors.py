@@ -25,9 +25,10 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys_assets.assets.factors import fit_als_factors, fit_lsa_factors  # noqa: E402
-from recsys_assets.assets.matrices import apply_weighting  # noqa: E402
+from recsys_assets.core.models import get_model  # noqa: E402
 from recsys_assets.core.synthetic import generate_plays  # noqa: E402
+from recsys_assets.pipeline.factors import fit_model  # noqa: E402
+from recsys_assets.pipeline.matrices import apply_weighting  # noqa: E402
 from recsys_assets.settings import Settings, fingerprint  # noqa: E402
 
 FULL = (360_000, 300_000, 49.0)
@@ -58,14 +59,14 @@ def product_inputs(
     weighted = apply_weighting(plays, settings.weighting)
     print(f"weighted ({settings.weighting.scheme}) in {time.perf_counter() - t:.1f} s", flush=True)
     t = time.perf_counter()
-    als = fit_als_factors(weighted, settings.als, threads)
+    als = fit_model(get_model("als"), weighted, settings.als, threads)
     print(
         f"ALS {settings.als.factors} factors x {settings.als.iterations} iterations in "
         f"{time.perf_counter() - t:.1f} s",
         flush=True,
     )
     t = time.perf_counter()
-    lsa = fit_lsa_factors(weighted, settings.lsa, threads)
+    lsa = fit_model(get_model("lsa"), weighted, settings.lsa, threads)
     print(f"LSA {settings.lsa.factors} factors in {time.perf_counter() - t:.1f} s", flush=True)
     factors = {"als": als.item_factors, "lsa": lsa.item_factors}
     for model, path in factor_paths.items():

@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from product_factors import FULL, SMALL, product_inputs  # noqa: E402
 
-from recsys_assets.assets.related import build_ann_index, related_lists  # noqa: E402
 from recsys_assets.core.factorset import FactorSet  # noqa: E402
 from recsys_assets.core.topk import cosine_topk  # noqa: E402
+from recsys_assets.pipeline.answers import related_lists  # noqa: E402
+from recsys_assets.pipeline.indexes import build_ann_index  # noqa: E402
 from recsys_assets.settings import Settings  # noqa: E402
 
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backends", default="annoy,hnsw", help="comma-separated: annoy, hnsw")
     parser.add_argument("--models", default="als,lsa", help="comma-separated: als, lsa")
-    parser.add_argument("--hnsw-m", type=int, default=None, help="[ann] hnsw_m (default: the setting's)")
+    parser.add_argument("--hnsw-m", type=int, default=None, help="[ann] M (default: the setting's)")
     parser.add_argument("--ef-construction", type=int, default=None, help="[ann] ef_construction")
     parser.add_argument("--n-trees", type=int, default=None, help="[ann] n_trees")
     parser.add_argument("--exact-all", action="store_true", help="also time exact top-n for every artist")
@@ -76,7 +77,7 @@ def main() -> None:
             for backend in args.backends.split(","):
                 ann = dataclasses.replace(settings.ann, backend=backend)
                 for field, value in (
-                    ("hnsw_m", args.hnsw_m),
+                    ("M", args.hnsw_m),
                     ("ef_construction", args.ef_construction),
                     ("n_trees", args.n_trees),
                 ):

@@ -109,7 +109,22 @@ def _note_if_capped(conn: duckdb.DuckDBPyConnection, table: str, args: argparse.
         )
 
 
+def _choose_model(args: argparse.Namespace) -> None:
+    """Resolve ``--model`` against ``[models] enabled`` of the settings in force (default: the first)."""
+    from recsys_assets.settings import load_settings
+
+    enabled = load_settings().models.enabled
+    if args.model is None:
+        args.model = enabled[0]
+    elif args.model not in enabled:
+        raise CliError(
+            f"--model {args.model}: not an enabled model; enabled models: {', '.join(enabled)} "
+            "([models] enabled in the settings file)"
+        )
+
+
 def cmd_related(args: argparse.Namespace) -> None:
+    _choose_model(args)
     with _catalog_connection("artists", "plays", "related_artists") as conn:
         name = resolve_artist(conn, args.name)
         if name.lower() != args.name.lower():
@@ -120,6 +135,7 @@ def cmd_related(args: argparse.Namespace) -> None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
+    _choose_model(args)
     with _catalog_connection("users", "artists", "recommendations") as conn:
         known = conn.execute("SELECT count(*) FROM users WHERE user_key = ?", [args.user]).fetchone()[0]
         if not known:
@@ -162,13 +178,14 @@ def _dagster_home() -> Path:
 def _graph():
     """The definitions for the settings in force, and the input's current fingerprint (computed here
     with the function the observable source uses, so an unchanged input needs no observation run)."""
-    from recsys_assets.assets.ingest import source_fingerprint
     from recsys_assets.definitions import build_definitions
+    from recsys_assets.pipeline.ingest import source_fingerprint
     from recsys_assets.settings import load_settings
 
     _dagster_home()
     settings = load_settings()  # an unreadable or non-UTF-8 file is a one-line SettingsError
-    return build_definitions(settings), {"plays_source": source_fingerprint(settings, recsys_home())}
+    current = source_fingerprint(settings.data, settings.synthetic, recsys_home())
+    return build_definitions(settings), {"plays_source": current}
 
 
 def cmd_refresh(args: argparse.Namespace) -> None:
@@ -206,8 +223,8 @@ def cmd_status(args: argparse.Namespace) -> None:
     ``$RECSYS_HOME`` that does not exist yet."""
     import dagster as dg
 
-    from recsys_assets.assets.ingest import source_fingerprint
     from recsys_assets.definitions import build_definitions
+    from recsys_assets.pipeline.ingest import source_fingerprint
     from recsys_assets.refresh import status
     from recsys_assets.settings import load_settings
 
@@ -227,7 +244,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     else:
         os.environ["DAGSTER_HOME"] = str(dagster_home)  # this process only; nothing is written
         instance_context = dg.DagsterInstance.get()
-        current = {"plays_source": source_fingerprint(settings, home)}
+        current = {"plays_source": source_fingerprint(settings.data, settings.synthetic, home)}
     with instance_context as instance:
         report = status(defs, instance, current)
     lines = [_run_line(run, True) for run in report.running]
@@ -287,14 +304,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_refresh)
     p = sub.add_parser("status", help="the whole plan of a refresh, and why (writes nothing)")
     p.set_defaults(func=cmd_status)
+    model_help = "an enabled model ([models] enabled; default: the first)"
     p = sub.add_parser("related", help="artists related to an artist")
     p.add_argument("name")
-    p.add_argument("--model", choices=["als", "lsa"], default="als")
+    p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_related)
     p = sub.add_parser("recommend", help="recommendations for a user (by user key)")
     p.add_argument("user")
-    p.add_argument("--model", choices=["als", "lsa"], default="als")
+    p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_recommend)
     p = sub.add_parser("query", help="run read-only SQL against the published tables")

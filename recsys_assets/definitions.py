@@ -5,12 +5,13 @@ from pathlib import Path
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
+from recsys_assets.assets.answers import build_answer_assets
 from recsys_assets.assets.evaluation import build_evaluation_assets
 from recsys_assets.assets.factors import build_factor_assets
+from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
-from recsys_assets.assets.related import build_related_assets
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
@@ -73,7 +74,8 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         *build_ingest_assets(settings),
         *build_matrix_assets(settings),
         *build_factor_assets(settings),
-        *build_related_assets(settings),
+        *build_index_assets(settings),
+        *build_answer_assets(settings),
         *build_evaluation_assets(settings),
     ]
     checks = [a for a in assets if isinstance(a, dg.AssetChecksDefinition)]

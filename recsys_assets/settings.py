@@ -13,8 +13,9 @@ Validation is declared next to each field: its type (``int``, ``float``, ``str``
 choices) and, in ``Annotated[...]``, the rule its values obey (:class:`Range`, :class:`MemorySize`, ...).
 Every section checks itself when it is built (from the file, by :meth:`Settings.replace`, or by
 ``dataclasses.replace``), so no invalid value reaches an asset. Floats must always be finite. What
-depends on the data (``[lsa] factors`` against the matrix shape, ``[evaluation] k`` against the
-catalogue) is checked by the asset that reads it (:func:`check_lsa_factors`, :func:`check_evaluation_k`).
+depends on the data (a model's :attr:`~recsys_assets.core.models.Model.check`, e.g. ``[lsa] factors``
+against the matrix shape; ``[evaluation] k`` against the catalogue) is checked by the asset that reads
+it (:func:`check_model`, :func:`check_evaluation_k`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
+from recsys_assets.core.models import Model, get_model, registry
 from recsys_assets.core.sections import (  # noqa: F401  (re-exported: the settings API)
     CPU_COUNT,
     CronFields,
@@ -134,56 +136,30 @@ class WeightingSettings(Section):
     """How play counts become the matrix the models factorise."""
 
     scheme: Literal["bm25", "tfidf", "confidence", "raw"] = "bm25"
-    # artist_user: artists are BM25/TF-IDF "documents" (better on HetRec-2k: p@10 0.165 vs 0.154).
+    # artist_user: artists are BM25/TF-IDF "documents" (the better one on HetRec-2k: README "Quality").
     orientation: Literal["artist_user", "user_artist"] = "artist_user"
     k1: NonNegativeFloat = 100.0
     b: Fraction = 0.8
     tf: Literal["sqrt", "log", "raw"] = "sqrt"
-    confidence_alpha: PositiveFloat = 40.0
+    # The confidence scheme: 1 + alpha * f(plays).
+    alpha: PositiveFloat = 40.0
     confidence_scale: Literal["linear", "log"] = "linear"
     confidence_epsilon: PositiveFloat = 1.0
-
-
-@dataclass(frozen=True)
-class AlsSettings(Section):
-    """Implicit ALS (Hu, Koren & Volinsky 2008) with the conjugate-gradient solver."""
-
-    # Defaults chosen on HetRec-2k (bench/tune_hetrec.py, README "Quality"): 32 factors, lambda 1.0,
-    # alpha 0.05 gave p@10 0.199 and MPR 0.060 (mean of 3 random 80/20 splits); implicit's usual
-    # 64 / 0.01 / 1.0 gave 0.164 and 0.076 on the same splits.
-    factors: PositiveInt = 32
-    regularization: NonNegativeFloat = 1.0
-    # Confidence of an observed pair = alpha * weighted value (implicit's convention).
-    alpha: PositiveFloat = 0.05
-    iterations: PositiveInt = 15
-    solver: Literal["cg", "cholesky"] = "cg"
-    cg_steps: PositiveInt = 3
-    seed: Seed = 0
-
-
-@dataclass(frozen=True)
-class LsaSettings(Section):
-    """Truncated SVD of the weighted matrix."""
-
-    # Must also be < min(users, artists) of the data: checked by the LSA assets (check_lsa_factors).
-    factors: PositiveInt = 64
-    seed: Seed = 0
 
 
 @dataclass(frozen=True)
 class AnnSettings(Section):
     """Approximate nearest-neighbour index over each factor set."""
 
-    # bench/related.py on the product's own factors (360K x 300K synthetic, default ALS 32 / LSA 64
-    # factors), 2 cores, query effort calibrated to recall@10 0.96 (README "Performance"): for ALS, Annoy
-    # (20 trees) needed search_k 2828 and took 9 + 4 + 326 s (build, calibration, top-20 for every
-    # artist), HNSW (M=32, efC=100) needed ef 21 and took 115 + 4 + 32 s. HNSW is the default.
+    # HNSW is the default: faster than Annoy at equal recall on the product's factors (README
+    # "Performance", bench/related.py).
     backend: Literal["annoy", "hnsw"] = "hnsw"
     # Annoy build and query parameters (search_k: nodes inspected per query, -1 = Annoy's default).
     n_trees: PositiveInt = 20
     search_k: Annotated[int, Range(gt=0, special=(-1,), note="-1 = Annoy's default")] = 1000
-    # HNSW (hnswlib) build and query parameters.
-    hnsw_m: PositiveInt = 32
+    # HNSW (hnswlib) build and query parameters (core.ann.build_index's own M default is 16; the
+    # product's is this one).
+    M: PositiveInt = 32
     ef_construction: PositiveInt = 100
     ef_search: PositiveInt = 50
     seed: Seed = 0
@@ -196,13 +172,20 @@ class AnnSettings(Section):
     calibration_sample: PositiveInt = 1000
     query_budget_s: NonNegativeFloat = 0.0
 
+    def in_use(self) -> AnnSettings:
+        """These settings with the other backend's keys at their defaults: what an index actually reads
+        (so a setting of the backend not in use never makes an index stale)."""
+        other = ("M", "ef_construction", "ef_search") if self.backend == "annoy" else ("n_trees", "search_k")
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in other}
+        return dataclasses.replace(self, **defaults)
+
     def build_params(self) -> dict[str, Any]:
         """The parameters that change the index file (query parameters excluded)."""
         if self.backend == "annoy":
             return {"backend": "annoy", "n_trees": self.n_trees, "seed": self.seed}
         return {
             "backend": "hnsw",
-            "M": self.hnsw_m,
+            "M": self.M,
             "ef_construction": self.ef_construction,
             "seed": self.seed,
         }
@@ -224,8 +207,8 @@ class RelatedSettings(Section):
 
     n: PositiveInt = 20
     # exact (blocked GEMM + partial sort), ann (the index), or auto: exact up to exact_max_artists
-    # artists. Measured on 2 cores: exact all-artist top-10 took 162 s at 300K artists and grows with the
-    # square of the catalogue (~4.5 s at 50K, about what an index build + query-all costs there).
+    # artists (where exact costs about what an index build + query-all does: README "Figures behind
+    # the defaults").
     method: Literal["auto", "exact", "ann"] = "auto"
     exact_max_artists: PositiveInt = 50_000
     # Annoy/HNSW answers are compared with exact top-k on this many sampled artists.
@@ -244,9 +227,8 @@ class RecommendSettings(Section):
 class AliasSettings(Section):
     """Candidate duplicate artists: near-identical factors, few shared listeners."""
 
-    # Measured on the default synthetic data (40 genres): 120 neighbours found 85% of the planted pairs
-    # among the top 2 x n_pairs candidates for ALS and LSA alike; 30 neighbours found 20% / 0%.
-    neighbours: PositiveInt = 120
+    # Nearest neighbours per artist: about the size of a genre (README "Figures behind the defaults").
+    k: PositiveInt = 120
     min_factor_similarity: Fraction = 0.3
     max_listener_overlap: Fraction = 0.01
     min_listeners: NonNegativeInt = 10
@@ -266,6 +248,15 @@ class EvaluationSettings(Section):
     seed: Seed = 0
     # Must also be <= the number of artists: checked by evaluation_report (check_evaluation_k).
     k: PositiveInt = 10
+
+    def split_params(self) -> dict[str, Any]:
+        """The keys that choose the train/test split (``k`` only shapes the metrics)."""
+        return {
+            "split": self.split,
+            "test_fraction": self.test_fraction,
+            "min_items": self.min_items,
+            "seed": self.seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -300,15 +291,46 @@ class ScheduleSettings(Section):
     timezone: Annotated[str, TimeZone()] = "UTC"
 
 
+class RegisteredModels:
+    """Rule of ``[models] enabled``: distinct names of registered models (at least one)."""
+
+    def admits(self, value: Any) -> bool:
+        names = registry()
+        return bool(value) and len(set(value)) == len(value) and all(v in names for v in value)
+
+    def describe(self, kind: str) -> str:
+        return "a non-empty array of distinct model names out of " + ", ".join(_toml(n) for n in registry())
+
+
+@dataclass(frozen=True)
+class ModelsSettings(Section):
+    """Which registered models the graph fits, evaluates, indexes and publishes (in this order)."""
+
+    enabled: Annotated[tuple, RegisteredModels()] = ("als", "lsa")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.enabled, list):  # TOML arrays arrive as lists
+            object.__setattr__(self, "enabled", tuple(self.enabled))
+        super().__post_init__()
+
+
+def _default_model_sections() -> dict[str, Section]:
+    return {name: model.settings() for name, model in registry().items()}
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything a user can set; one attribute per TOML table."""
+    """Everything a user can set; one attribute per TOML table.
+
+    Every registered model has its own table ``[name]`` (its :attr:`Model.settings` section), read
+    with :meth:`model_settings` or as an attribute (``settings.als``); ``[models] enabled`` picks the
+    models the graph runs.
+    """
 
     data: DataSettings = field(default_factory=DataSettings)
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
     weighting: WeightingSettings = field(default_factory=WeightingSettings)
-    als: AlsSettings = field(default_factory=AlsSettings)
-    lsa: LsaSettings = field(default_factory=LsaSettings)
+    models: ModelsSettings = field(default_factory=ModelsSettings)
     ann: AnnSettings = field(default_factory=AnnSettings)
     related: RelatedSettings = field(default_factory=RelatedSettings)
     recommend: RecommendSettings = field(default_factory=RecommendSettings)
@@ -316,6 +338,8 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    # Model name -> its settings section, for every registered model (enabled or not).
+    model_sections: dict[str, Section] = field(default_factory=_default_model_sections)
     # Where the settings came from (None = built-in defaults); not a setting itself.
     source_file: str | None = field(default=None, compare=False)
 
@@ -325,20 +349,47 @@ class Settings:
             raise SettingsError(
                 f"[data] source = {_toml(self.data.source)} needs [data] path (the file or folder to load)"
             )
+        # A model registered after these sections were built gets its defaults.
+        missing = {n: m.settings() for n, m in registry().items() if n not in self.model_sections}
+        if missing:
+            object.__setattr__(self, "model_sections", {**self.model_sections, **missing})
+
+    def model_settings(self, name: str) -> Any:
+        """The ``[name]`` section of a registered model."""
+        if name not in self.model_sections:
+            raise SettingsError(f"unknown model {name!r}; known models: {', '.join(registry())}")
+        return self.model_sections[name]
+
+    def enabled_models(self) -> tuple[Model, ...]:
+        """The registered models of ``[models] enabled``, in that order."""
+        return tuple(get_model(name) for name in self.models.enabled)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: a model's table read as an attribute (``settings.als``).
+        sections = self.__dict__.get("model_sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def replace(self, **sections: Any) -> Settings:
-        """A copy with some sections replaced; ``sections`` map a table name to a dict of changes."""
+        """A copy with some sections replaced; ``sections`` map a table name to a dict of changes (or to
+        a whole section)."""
         try:
-            changes = {}
+            changes: dict[str, Any] = {}
+            models = dict(self.model_sections)
+            types = _section_types()
             for name, values in sections.items():
-                if name not in _section_types():
-                    raise SettingsError(f"unknown table {name!r}; known tables: {sorted(_section_types())}")
+                if name not in types:
+                    raise SettingsError(f"unknown table {name!r}; known tables: {sorted(types)}")
+                current = models[name] if name in models else getattr(self, name)
                 if isinstance(values, dict):
                     _reject_unknown_keys(name, values)
-                    changes[name] = dataclasses.replace(getattr(self, name), **values)
+                    values = dataclasses.replace(current, **values)
+                if name in models:
+                    models[name] = values
                 else:
                     changes[name] = values
-            return dataclasses.replace(self, **changes)
+            return dataclasses.replace(self, **changes, model_sections=models)
         except SettingsError as exc:
             raise SettingsError(f"replace(): {exc}") from None
 
@@ -348,14 +399,25 @@ class Settings:
 
 
 @functools.cache
-def _section_types() -> dict[str, type]:
-    """TOML table name -> its section class, in file order."""
+def _fixed_section_types() -> dict[str, type]:
+    """The product's own tables: TOML table name -> section class, in file order."""
     hints = get_type_hints(Settings)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name != "source_file"}
+    skip = {"source_file", "model_sections"}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name not in skip}
 
 
-for _name, _cls in _section_types().items():
+for _name, _cls in _fixed_section_types().items():
     _cls.TABLE = _name
+
+
+def _section_types() -> dict[str, type]:
+    """Every TOML table: the product's own, then one per registered model."""
+    fixed = _fixed_section_types()
+    models = {name: model.settings for name, model in registry().items()}
+    clash = sorted(set(fixed) & set(models))
+    if clash:
+        raise TypeError(f"model name(s) {clash} clash with settings tables of the same name")
+    return fixed | models
 
 
 def _reject_unknown_keys(section: str, values: dict[str, Any]) -> None:
@@ -367,18 +429,19 @@ def _reject_unknown_keys(section: str, values: dict[str, Any]) -> None:
 
 def settings_from_dict(raw: dict[str, Any], where: str = "<settings>") -> Settings:
     """Build validated :class:`Settings` from a parsed TOML document; errors name ``where``."""
-    sections = _section_types()
+    sections, fixed = _section_types(), _fixed_section_types()
     try:
         unknown = sorted(set(raw) - set(sections))
         if unknown:
             raise SettingsError(f"unknown table(s) {unknown}; known tables: {sorted(sections)}")
-        built = {}
+        built: dict[str, Any] = {}
+        models = _default_model_sections()
         for name, values in raw.items():
             if not isinstance(values, dict):
                 raise SettingsError(f"[{name}] must be a table, got {_toml(values)}")
             _reject_unknown_keys(name, values)
-            built[name] = sections[name](**values)
-        return Settings(**built, source_file=None if where.startswith("<") else where)
+            (built if name in fixed else models)[name] = sections[name](**values)
+        return Settings(**built, model_sections=models, source_file=None if where.startswith("<") else where)
     except SettingsError as exc:
         raise SettingsError(f"{where}: {exc}") from None
 
@@ -387,27 +450,32 @@ def settings_from_dict(raw: dict[str, Any], where: str = "<settings>") -> Settin
 # Settings that can only be checked against the data.
 
 
-def _data_error(settings: Settings, section: str, key: str, allowed: str) -> DataDependentSettingError:
-    value = getattr(getattr(settings, section), key)
-    where = f"{settings.source_file}: " if settings.source_file else ""
+def data_error(
+    where: str | None, table: str, key: str, value: Any, allowed: str
+) -> DataDependentSettingError:
+    """The error of ``[table] key = value`` (read from the settings file ``where``, None = defaults)
+    that this data set does not allow; ``allowed`` says what it allows."""
+    prefix = f"{where}: " if where else ""
     return DataDependentSettingError(
-        f"{where}[{section}] {key} = {_toml(value)} must be {allowed} of this data set"
+        f"{prefix}[{table}] {key} = {_toml(value)} must be {allowed} of this data set"
     )
 
 
-def check_lsa_factors(settings: Settings, shape: tuple[int, int]) -> None:
-    """Raise :class:`DataDependentSettingError` unless ``[lsa] factors`` < min(users, artists) of a
-    matrix of ``shape`` (a truncated SVD has fewer components than the smaller side)."""
-    limit = min(shape)
-    if settings.lsa.factors >= limit:
-        raise _data_error(settings, "lsa", "factors", f"< min(users, artists) = {limit}")
+def check_model(model: Model, section: Any, shape: tuple[int, int], where: str | None = None) -> None:
+    """Raise :class:`DataDependentSettingError` when ``model``'s settings ``section`` are impossible
+    for a users x artists matrix of ``shape`` (its :attr:`Model.check` hook; e.g. LSA factors >=
+    min(users, artists)); ``where``: the settings file, named in the message."""
+    problem = model.check(section, shape) if model.check is not None else None
+    if problem is not None:
+        key, allowed = problem
+        raise data_error(where, model.name, key, getattr(section, key), allowed)
 
 
-def check_evaluation_k(settings: Settings, n_artists: int) -> None:
+def check_evaluation_k(k: int, n_artists: int, where: str | None = None) -> None:
     """Raise :class:`DataDependentSettingError` unless ``[evaluation] k`` <= ``n_artists`` (the top-k
     metrics rank k artists per user)."""
-    if settings.evaluation.k > n_artists:
-        raise _data_error(settings, "evaluation", "k", f"<= the number of artists = {n_artists}")
+    if k > n_artists:
+        raise data_error(where, "evaluation", "k", k, f"<= the number of artists = {n_artists}")
 
 
 # ---------------------------------------------------------------------------------------------------

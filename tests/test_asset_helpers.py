@@ -10,15 +10,10 @@ import pandas as pd
 import pytest
 
 from recsys_assets.assets._common import code_version, table_version
-from recsys_assets.assets.related import (
-    build_ann_index,
-    open_index,
-    planted_alias_recall,
-    related_method,
-    top_n_frame,
-)
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.pipeline.answers import planted_alias_recall, top_n_frame
+from recsys_assets.pipeline.indexes import build_ann_index, open_index, related_method
 from recsys_assets.settings import AnnSettings, RelatedSettings
 from tests.conftest import tiny_settings
 
@@ -79,7 +74,7 @@ def test_planted_alias_recall_counts_pairs_in_the_top_candidates():
             "score": np.arange(len(found) + len(decoys), 0, -1, dtype=float),
         }
     )
-    assert planted_alias_recall(table, settings) == {"planted_alias_recall_als": (n // 2) / n}
+    assert planted_alias_recall(table, settings.synthetic) == {"planted_alias_recall_als": (n // 2) / n}
 
 
 def test_table_version_follows_content_not_order():
@@ -104,8 +99,9 @@ def test_non_finite_factors_fail_the_asset_with_counts_and_nothing_is_written(tm
     import pytest
     from dagster_duckdb import DuckDBResource
 
-    from recsys_assets.assets.factors import NonFiniteFactorsError, factor_output
+    from recsys_assets.assets.factors import factor_output
     from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.pipeline.factors import NonFiniteFactorsError
     from recsys_assets.storage import LEDGER_TABLE
 
     warehouse = DuckDBResource(database=str(tmp_path / "warehouse.duckdb"))

@@ -148,7 +148,7 @@ def test_random_bytes_in_an_index_file_are_an_error_not_a_crash(tmp_path):
         f"""
         import numpy as np
         from pathlib import Path
-        from recsys_assets.assets.related import IndexRef, open_index
+        from recsys_assets.pipeline.indexes import IndexRef, open_index
         from recsys_assets.core.ann import build_index, related_items
         from recsys_assets.storage import ArtifactError, file_hash
 

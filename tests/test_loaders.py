@@ -539,12 +539,12 @@ def test_a_folder_where_a_file_belongs_says_so(conn: duckdb.DuckDBPyConnection, 
 
 
 def test_configured_lastfm360k_folder_is_named_as_such(tmp_path: Path) -> None:
-    from recsys_assets.assets.ingest import source_fingerprint
+    from recsys_assets.pipeline.ingest import source_fingerprint
     from recsys_assets.settings import Settings
 
     settings = Settings().replace(data={"source": "lastfm360k", "path": str(tmp_path)})
     with pytest.raises(LoadError, match="is a folder, not a file; the lastfm360k source reads one file"):
-        source_fingerprint(settings, tmp_path)
+        source_fingerprint(settings.data, settings.synthetic, tmp_path)
 
 
 def test_largest_accepted_plays_stay_finite_through_every_weighting(

@@ -124,16 +124,17 @@ def test_planted_aliases_are_found_on_the_default_synthetic_data():
     among the top 2 x n_pairs alias candidates of both models (measured 0.85 for each)."""
     import pandas as pd
 
-    from recsys_assets.assets.factors import fit_als_factors, fit_lsa_factors
-    from recsys_assets.assets.matrices import apply_weighting
-    from recsys_assets.assets.related import alias_table, planted_alias_recall
+    from recsys_assets.core.models import get_model
+    from recsys_assets.pipeline.answers import alias_table, planted_alias_recall
+    from recsys_assets.pipeline.factors import fit_model
+    from recsys_assets.pipeline.matrices import apply_weighting
     from recsys_assets.settings import Settings
 
     settings = Settings()
     plays = generate_plays(**dataclasses.asdict(settings.synthetic)).to_csr()
     weighted = apply_weighting(plays, settings.weighting)
-    models = (fit_als_factors(weighted, settings.als, 2), fit_lsa_factors(weighted, settings.lsa, 2))
+    models = [fit_model(get_model(m), weighted, settings.model_settings(m), 2) for m in ("als", "lsa")]
     table = pd.concat([alias_table(f, plays, settings.aliases, 2) for f in models])
-    recall = planted_alias_recall(table, settings)
+    recall = planted_alias_recall(table, settings.synthetic)
     assert recall["planted_alias_recall_als"] >= 0.7, recall
     assert recall["planted_alias_recall_lsa"] >= 0.7, recall

@@ -9,11 +9,12 @@ import duckdb
 import numpy as np
 import pytest
 
-from recsys_assets.assets.factors import fit_als_factors
-from recsys_assets.assets.matrices import apply_weighting
 from recsys_assets.core.loaders import load_hetrec, read_play_matrix
 from recsys_assets.core.metrics import evaluate_factors, popularity_scores
+from recsys_assets.core.models import get_model
 from recsys_assets.core.split import random_split
+from recsys_assets.pipeline.factors import fit_model
+from recsys_assets.pipeline.matrices import apply_weighting
 from recsys_assets.settings import CPU_COUNT, Settings
 from tests.conftest import HETREC_DIR, hetrec_available
 
@@ -38,7 +39,7 @@ def test_default_als_matches_or_beats_implicit_and_meets_targets(hetrec_split):
     als = settings.als
     split = hetrec_split
     W = apply_weighting(split.train, settings.weighting)
-    ours = fit_als_factors(W, als, threads=2)
+    ours = fit_model(get_model("als"), W, als, threads=2)
     ours_report = evaluate_factors(ours.user_factors, ours.item_factors, split.train, split.test, k=10)
 
     with threadpool_limits(1, "blas"):

@@ -67,10 +67,10 @@ def test_synthetic_graph_refreshes_exactly_what_changed(tmp_path):
     assert {"als_ann_index", "lsa_ann_index"} <= set(fourth.materialized)
     assert set(fourth.materialized) <= {"als_ann_index", "lsa_ann_index"} | readers_of_indexes
     # ... and a setting of the backend not in use changes nothing
-    _, unused = _run(query_changed.replace(ann={"hnsw_m": 8}), tmp_path, instance)
+    _, unused = _run(query_changed.replace(ann={"M": 8}), tmp_path, instance)
     assert unused.materialized == []
     # 4. BM25 K1 re-runs the weighted matrix and everything after it, not the raw load
-    k1_changed = query_changed.replace(ann={"hnsw_m": 8}, weighting={"k1": 50.0})
+    k1_changed = query_changed.replace(ann={"M": 8}, weighting={"k1": 50.0})
     _, fifth = _run(k1_changed, tmp_path, instance)
     assert set(fifth.materialized) == DOWNSTREAM_OF_WEIGHTING
     # and the UI's "unsynced" view agrees that nothing is left

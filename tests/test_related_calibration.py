@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys_assets.assets.related import answer_method, build_ann_index, open_index, related_lists
 from recsys_assets.core.ann import recall_at_k, related_items
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.topk import cosine_topk
+from recsys_assets.pipeline.answers import related_lists
+from recsys_assets.pipeline.indexes import answer_method, build_ann_index, open_index
 from recsys_assets.settings import AnnSettings, RelatedSettings
 
 
@@ -27,7 +28,7 @@ def test_related_lists_meet_the_target_where_the_configured_effort_does_not(tmp_
         backend=backend,
         n_trees=20,
         search_k=1000,
-        hnsw_m=8,
+        M=8,
         ef_construction=40,
         ef_search=10,
         query_budget_s=1e6,

@@ -19,6 +19,7 @@ from recsys_assets.settings import (
     Range,
     Settings,
     SettingsError,
+    _section_types,
     fingerprint,
     load_settings,
     parse_size,
@@ -31,7 +32,8 @@ EXAMPLE = ROOT / "recsys.example.toml"
 
 
 def section_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(Settings) if f.name != "source_file"]
+    """Every TOML table: the product's own and one per registered model."""
+    return list(_section_types())
 
 
 def test_example_file_documents_every_setting_with_its_default():
@@ -42,7 +44,9 @@ def test_example_file_documents_every_setting_with_its_default():
         documented = raw[name]
         assert set(documented) == {f.name for f in dataclasses.fields(table)}, name
         for f in dataclasses.fields(table):
-            assert documented[f.name] == getattr(table, f.name), f"[{name}] {f.name}"
+            value = getattr(table, f.name)
+            value = list(value) if isinstance(value, tuple) else value  # TOML arrays read as lists
+            assert documented[f.name] == value, f"[{name}] {f.name}"
     assert load_settings(EXAMPLE) == defaults
 
 
@@ -199,9 +203,7 @@ def test_valid_edge_values_are_accepted(raw):
 
 def test_every_numeric_setting_declares_its_range():
     """A numeric field without a declared range would accept any value (a new field must say its range)."""
-    hints = get_type_hints(Settings)
-    for name in section_names():
-        cls = hints[name]
+    for name, cls in _section_types().items():
         for key, hint in get_type_hints(cls, include_extras=True).items():
             base = get_args(hint)[0] if get_origin(hint) is Annotated else hint
             rules = get_args(hint)[1:] if get_origin(hint) is Annotated else ()
@@ -347,7 +349,7 @@ def test_lsa_factors_beyond_the_matrix_fail_at_the_asset_with_a_settings_error(t
     (lsa_factors,) = [a for a in build_factor_assets(settings) if a.keys == {dg.AssetKey("lsa_factors")}]
     warehouse = DuckDBResource(database=str(tmp_path / "w.duckdb"))
     with pytest.raises(DataDependentSettingError) as caught:
-        lsa_factors(weighted_matrix=default_plays, warehouse=warehouse)
+        lsa_factors(context=dg.build_asset_context(), matrix=default_plays, warehouse=warehouse)
     assert str(caught.value) == (
         "recsys.toml: [lsa] factors = 3000 must be < min(users, artists) = 3000 of this data set"
     )
@@ -357,14 +359,15 @@ def test_lsa_factors_beyond_the_matrix_fail_at_the_asset_with_a_settings_error(t
 def test_evaluation_k_beyond_the_catalogue_fails_at_the_asset_with_a_settings_error(tmp_path, default_plays):
     import dagster as dg
 
-    from recsys_assets.assets.evaluation import build_evaluation_assets, make_split
+    from recsys_assets.assets.evaluation import build_evaluation_assets
     from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.pipeline.evaluation import make_split
     from recsys_assets.resources import build_resources
     from recsys_assets.settings import DataDependentSettingError
 
     settings = Settings().replace(evaluation={"k": 100_000})
     assets = {a.key.to_user_string(): a for a in build_evaluation_assets(settings)}
-    split = make_split(default_plays, settings)
+    split = make_split(default_plays, **settings.evaluation.split_params())
     n_users, n_artists = default_plays.shape
     rng = np.random.default_rng(0)
     factors = FactorSet(
@@ -386,3 +389,39 @@ def test_evaluation_k_beyond_the_catalogue_fails_at_the_asset_with_a_settings_er
     assert str(caught.value) == (
         "[evaluation] k = 100000 must be <= the number of artists = 4000 of this data set"
     )
+
+
+# --- models: which run, and each one's own table -----------------------------------------------------
+
+
+def test_enabled_models_must_be_registered_and_the_error_names_the_known_ones(tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text('[models]\nenabled = ["als", "bpr"]\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(cfg)
+    assert str(caught.value) == (
+        f'{cfg}: [models] enabled = ["als", "bpr"]: must be a non-empty array of distinct model names '
+        'out of "als", "lsa"'
+    )
+    for bad in ([], ["als", "als"], "als", [1]):
+        with pytest.raises(SettingsError, match=r"\[models\] enabled"):
+            Settings().replace(models={"enabled": bad})
+    cfg.write_text('[models]\nenabled = ["lsa"]\n[lsa]\nfactors = 7\n')
+    settings = load_settings(cfg)
+    assert settings.models.enabled == ("lsa",)
+    assert [m.name for m in settings.enabled_models()] == ["lsa"]
+    # Every registered model's table is read, enabled or not, and reads as an attribute too.
+    assert settings.model_settings("lsa").factors == 7 == settings.lsa.factors
+    assert settings.model_settings("als") == Settings().als
+    with pytest.raises(SettingsError, match="unknown model 'bpr'; known models: als, lsa"):
+        settings.model_settings("bpr")
+    with pytest.raises(AttributeError):
+        _ = settings.bpr
+
+
+def test_model_sections_stay_importable_from_their_model_modules():
+    from recsys_assets.core.models.als import AlsSettings
+    from recsys_assets.core.models.lsa import LsaSettings
+
+    assert isinstance(Settings().als, AlsSettings) and isinstance(Settings().lsa, LsaSettings)
+    assert AlsSettings.TABLE == "als" and LsaSettings.TABLE == "lsa"

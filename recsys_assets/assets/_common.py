@@ -1,18 +1,42 @@
-"""Helpers shared by the asset modules: code versions, data versions and readable metadata."""
+"""Helpers shared by the asset modules: settings-derived code versions, data versions and metadata."""
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
 
-from recsys_assets.settings import fingerprint
+from recsys_assets.pipeline.warehouse import markdown_rows, table_hash
+from recsys_assets.settings import RuntimeSettings, fingerprint
 from recsys_assets.storage import content_hash
 
 
 def code_version(code: str, *settings_parts: Any) -> str:
     """``<code>+<fingerprint>``: bump ``code`` when an asset's logic changes; the fingerprint covers
-    exactly the settings the asset reads, so editing one of them marks the asset unsynced."""
+    the settings the asset reads, so editing one of them marks the asset unsynced."""
     return f"{code}+{fingerprint(*settings_parts)}"
+
+
+def reads_settings(code: str) -> Callable:
+    """Decorator of an asset builder whose arguments are the settings it reads: the builder gets
+    ``code_version=`` computed from exactly those arguments, so a setting it reads is in its
+    fingerprint by construction. :class:`RuntimeSettings` (threads, memory) is left out: it never
+    changes a result; so is the keyword ``where`` (the settings file, named in error messages)."""
+
+    def decorate(build: Callable) -> Callable:
+        @functools.wraps(build)
+        def builder(*args: Any, **kwargs: Any) -> Any:
+            parts = [a for a in args if not isinstance(a, RuntimeSettings)]
+            parts += [
+                (k, v)
+                for k, v in sorted(kwargs.items())
+                if k != "where" and not isinstance(v, RuntimeSettings)
+            ]
+            return build(*args, code_version=code_version(code, *parts), **kwargs)
+
+        return builder
+
+    return decorate
 
 
 def data_version(*values: Any) -> dg.DataVersion:
@@ -22,19 +46,9 @@ def data_version(*values: Any) -> dg.DataVersion:
 
 def markdown_table(rows: Sequence[dict[str, Any]], floats: str = "{:.4g}") -> dg.MetadataValue:
     """A markdown table for the UI, columns in the order of the first row."""
-    if not rows:
-        return dg.MetadataValue.md("_(empty)_")
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [floats.format(v) if isinstance(v, float) else str(v) for v in (row[c] for c in columns)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return dg.MetadataValue.md("\n".join(lines))
+    return dg.MetadataValue.md(markdown_rows(rows, floats))
 
 
 def table_version(conn: Any, table: str, where: str = "") -> dg.DataVersion:
     """Data version of a warehouse table from an order-independent hash of its rows."""
-    count, total = conn.execute(
-        f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM {table} AS t {where}"
-    ).fetchone()
-    return dg.DataVersion(content_hash([table, int(count), str(total)]))
+    return dg.DataVersion(table_hash(conn, table, where))

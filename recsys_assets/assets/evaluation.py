@@ -1,7 +1,9 @@
-"""Evaluation: a held-out split, every model refitted on train, metrics against baselines, a report."""
+"""Evaluation: a held-out split, every enabled model refitted on train, metrics against baselines,
+a report."""
 
 import base64
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 import numpy as np
@@ -9,83 +11,53 @@ import pandas as pd
 import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
-from recsys_assets.assets._common import code_version, data_version, markdown_table
-from recsys_assets.assets.factors import ensure_finite, fit_als_factors, fit_lsa_factors
-from recsys_assets.assets.matrices import apply_weighting
+from recsys_assets.assets._common import data_version, markdown_table, reads_settings
 from recsys_assets.core import metrics, report
 from recsys_assets.core.factorset import FactorSet
-from recsys_assets.core.split import Split, per_user_holdout, random_split
+from recsys_assets.core.models import get_model
+from recsys_assets.core.split import Split
+from recsys_assets.pipeline.evaluation import (
+    REPORT_METRICS,
+    make_split,
+    metric_rows,
+    tag_quality_rows,
+    value_metric_rows,
+    write_evaluation,
+)
+from recsys_assets.pipeline.factors import ensure_finite, fit_model
+from recsys_assets.pipeline.matrices import apply_weighting
 from recsys_assets.resources import RecsysStore, warehouse_connection
-from recsys_assets.settings import Settings, check_evaluation_k, check_lsa_factors, fingerprint
-from recsys_assets.storage import atomic_path, bytes_hash, record_version
+from recsys_assets.settings import (
+    DataSettings,
+    RuntimeSettings,
+    Settings,
+    WeightingSettings,
+    check_evaluation_k,
+    check_model,
+    fingerprint,
+)
+from recsys_assets.storage import atomic_path, bytes_hash
 
-REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
-# Metrics of the top-k lists; AUC and MPR rank every non-train item, so they carry no k.
-CUTOFF_METRICS = {"precision", "recall", "map", "ndcg", "coverage"}
-
-
-def make_split(play_matrix: sp.csr_matrix, settings: Settings) -> Split:
-    """The configured train/test split of the play matrix."""
-    ev = settings.evaluation
-    if ev.split == "random":
-        return random_split(play_matrix, test_fraction=ev.test_fraction, seed=ev.seed)
-    return per_user_holdout(play_matrix, test_fraction=ev.test_fraction, min_items=ev.min_items, seed=ev.seed)
+REPORT_FILE = "evaluation_report.html"
 
 
-def metric_rows(
-    model: str, fingerprint_: str, split: str, k: int, result: metrics.RankingReport
-) -> list[dict]:
-    """Rows of the ``evaluation`` table for one model's report."""
-    values = result.as_dict()
-    return [
-        {
-            "model": model,
-            "settings_fingerprint": fingerprint_,
-            "split": split,
-            "metric": name,
-            "k": k if name in CUTOFF_METRICS else None,
-            "value": values[name],
-        }
-        for name in REPORT_METRICS
-    ]
+def split_name(split_params: dict) -> str:
+    return f"{split_params['split']}-{split_params['test_fraction']:g}"
 
 
-def tag_quality_rows(conn, related: pd.DataFrame, n_artists: int, k: int) -> list[dict]:
-    """Related-artist quality from user tags (HetRec): mean tag-profile cosine between each artist and
-    its top-``k`` related artists, per model, against the most-popular-artists baseline."""
-    tags = conn.execute("SELECT artist_id, tag_id FROM artist_tags").fetchnumpy()
-    if len(tags["artist_id"]) == 0:
-        return []
-    n_tags = int(tags["tag_id"].max()) + 1
-    profiles = report.tag_profiles(tags["artist_id"], tags["tag_id"], n_artists, n_tags)
-    queries = np.arange(n_artists)
-    rows = []
-    for model, group in related[related["rank"] <= k].groupby("model"):
-        lists = np.full((n_artists, k), -1, dtype=np.int64)
-        lists[group["artist_id"].to_numpy(), group["rank"].to_numpy() - 1] = group["related_id"].to_numpy()
-        rows.append({"model": model, "value": report.related_tag_similarity(queries, lists, profiles)})
-    popular = conn.execute(
-        f"SELECT artist_id FROM plays GROUP BY artist_id ORDER BY count(*) DESC, artist_id LIMIT {k + 1}"
-    ).fetchnumpy()["artist_id"]
-    baseline = np.array([[a for a in popular if a != q][:k] for q in queries], dtype=np.int64)
-    rows.append({"model": "popularity", "value": report.related_tag_similarity(queries, baseline, profiles)})
-    return rows
-
-
-def build_evaluation_assets(settings: Settings) -> list:
-    threads, memory_budget = settings.runtime.threads, settings.runtime.memory_budget_bytes
-    ev, als, lsa, weighting = settings.evaluation, settings.als, settings.lsa, settings.weighting
-    split_name = f"{ev.split}-{ev.test_fraction:g}"
-    # What shaped every evaluation number besides the model's own settings.
-    provenance = (settings.data, weighting, ev)
+@reads_settings("train_test_split-2")
+def split_asset(split_params: dict, *, code_version: str) -> dg.AssetsDefinition:
+    """``split_params``: :meth:`EvaluationSettings.split_params`."""
 
     @dg.asset(
+        name="train_test_split",
         group_name="evaluation",
-        code_version=code_version("train_test_split-1", ev.split, ev.test_fraction, ev.min_items, ev.seed),
-        description=f"Seeded {ev.split} split: {ev.test_fraction:.0%} held out for testing.",
+        code_version=code_version,
+        description=f"Seeded {split_params['split']} split: {split_params['test_fraction']:.0%} held out "
+        "for testing.",
     )
-    def train_test_split(play_matrix: sp.csr_matrix) -> dg.Output[Split]:
-        split = make_split(play_matrix, settings)
+    def _split(play_matrix: sp.csr_matrix) -> dg.Output[Split]:
+        split = make_split(play_matrix, **split_params)
         return dg.Output(
             split,
             data_version=data_version(split.train, split.test),
@@ -96,76 +68,110 @@ def build_evaluation_assets(settings: Settings) -> list:
             },
         )
 
+    return _split
+
+
+@reads_settings("eval_factors-2")
+def eval_factor_asset(
+    name: str,
+    model_settings: Any,
+    sources: tuple,
+    runtime: RuntimeSettings,
+    *,
+    where: str | None = None,
+    code_version: str,
+) -> dg.AssetsDefinition:
+    """``eval_{name}_factors``: the model refitted on the train matrix. ``sources``: the data and
+    weighting the model's input depends on, and the split parameters."""
+    model = get_model(name)
+    weighting = next((s for s in sources if isinstance(s, WeightingSettings)), None)
+
     @dg.asset(
+        name=f"eval_{name}_factors",
         group_name="evaluation",
-        code_version=code_version("eval_als_factors-1", als, weighting),
-        description="ALS refitted on the weighted train matrix with the production settings.",
+        kinds=set(model.kinds),
+        code_version=code_version,
+        description=f"{name} refitted on the train matrix with the production settings.",
     )
-    def eval_als_factors(context: dg.AssetExecutionContext, train_test_split: Split) -> dg.Output[FactorSet]:
-        factors = fit_als_factors(
-            apply_weighting(train_test_split.train, weighting),
-            als,
-            threads,
-            log=context.log,
-            provenance=provenance,
+    def _eval(context: dg.AssetExecutionContext, train_test_split: Split) -> dg.Output[FactorSet]:
+        train = train_test_split.train
+        matrix = apply_weighting(train, weighting) if model.input == "weighted" else train
+        check_model(model, model_settings, matrix.shape, where)
+        factors = fit_model(
+            model, matrix, model_settings, runtime.threads, log=context.log.info, provenance=sources
         )
         ensure_finite(factors)
         return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
 
-    @dg.asset(
-        group_name="evaluation",
-        code_version=code_version("eval_lsa_factors-1", lsa, weighting),
-        description="LSA refitted on the weighted train matrix with the production settings.",
-    )
-    def eval_lsa_factors(train_test_split: Split) -> dg.Output[FactorSet]:
-        check_lsa_factors(settings, train_test_split.train.shape)
-        factors = fit_lsa_factors(
-            apply_weighting(train_test_split.train, weighting), lsa, threads, provenance=provenance
-        )
-        ensure_finite(factors)
-        return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
+    return _eval
 
-    hetrec = settings.data.source == "hetrec"
+
+@reads_settings("evaluation_report-3")
+def report_asset(
+    models: tuple[str, ...],
+    transform_sections: tuple,
+    k: int,
+    data: DataSettings,
+    weighting: WeightingSettings,
+    split_params: dict,
+    runtime: RuntimeSettings,
+    *,
+    where: str | None = None,
+    code_version: str,
+) -> dg.AssetsDefinition:
+    """``transform_sections``: ``(name, section)`` of each model whose held-out values go through its
+    ``value_transform`` (which reads the section); ``k``: [evaluation] k."""
+    sections = dict(transform_sections)
+    hetrec = data.source == "hetrec"
+    name_of_split = split_name(split_params)
+    # What shaped every evaluation number besides the model's own settings.
+    provenance = (data, weighting, split_params)
 
     @dg.asset(
+        ins={f"eval_{m}_factors": dg.AssetIn() for m in models} | {"train_test_split": dg.AssetIn()},
         # Only HetRec has user tags to score related artists with; elsewhere the report does not read them.
         deps=["related_artists"] if hetrec else [],
         group_name="evaluation",
         kinds={"duckdb", "html"},
-        code_version=code_version("evaluation_report-2", ev.k),
-        description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model against popularity and "
-        "random baselines (random: exact expectations); accumulates in the `evaluation` table; HTML report "
-        "with charts.",
+        code_version=code_version,
+        description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model (RMSE and MAE of the "
+        "held-out values for value-predicting models) against popularity and random baselines (random: "
+        "exact expectations); accumulates in the `evaluation` table; HTML report with charts.",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
         warehouse: DuckDBResource,
         store: RecsysStore,
         train_test_split: Split,
-        eval_als_factors: FactorSet,
-        eval_lsa_factors: FactorSet,
+        **inputs,
     ) -> dg.MaterializeResult:
-        check_evaluation_k(settings, train_test_split.train.shape[1])
-        split, k = train_test_split, ev.k
+        split = train_test_split
+        check_evaluation_k(k, split.train.shape[1], where)
         rows: list[dict] = []
-        for factors in (eval_als_factors, eval_lsa_factors):
+        fitted: list[FactorSet] = [inputs[f"eval_{m}_factors"] for m in models]
+        for factors in fitted:
             result = metrics.evaluate_factors(
                 factors.user_factors,
                 factors.item_factors,
                 split.train,
                 split.test,
                 k=k,
-                threads=threads,
-                memory_budget_bytes=memory_budget,
+                threads=runtime.threads,
+                memory_budget_bytes=runtime.memory_budget_bytes,
             )
-            rows += metric_rows(factors.model, factors.settings_fingerprint, split_name, k, result)
+            rows += metric_rows(factors.model, factors.settings_fingerprint, name_of_split, k, result)
+            model = get_model(factors.model)
+            rows += value_metric_rows(model, sections.get(model.name), factors, split.test, name_of_split)
         # Baselines without a score GEMM: popularity ranks everyone by one shared sorted list (exactly the
         # rank-1 model's report); random's metrics are their exact expectations (no sample).
-        popularity = metrics.evaluate_popularity(split.train, split.test, k=k, threads=threads)
-        rows += metric_rows("popularity", fingerprint(*provenance, "popularity"), split_name, k, popularity)
+        popularity = metrics.evaluate_popularity(split.train, split.test, k=k, threads=runtime.threads)
+        rows += metric_rows(
+            "popularity", fingerprint(*provenance, "popularity"), name_of_split, k, popularity
+        )
         random = metrics.expected_random(split.train, split.test, k=k)
-        rows += metric_rows("random", fingerprint(*provenance, "random-expected"), split_name, k, random)
+        rows += metric_rows("random", fingerprint(*provenance, "random-expected"), name_of_split, k, random)
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        losses = {f.model: f.loss for f in fitted if f.loss}
         with warehouse_connection(warehouse) as conn:
             tag_rows = []
             if hetrec:
@@ -177,7 +183,7 @@ def build_evaluation_assets(settings: Settings) -> list:
             table_rows = rows + [
                 {
                     "model": r["model"],
-                    "settings_fingerprint": fingerprint(settings.data, weighting, r["model"]),
+                    "settings_fingerprint": fingerprint(data, weighting, r["model"]),
                     "split": "all",
                     "metric": "related_tag_similarity",
                     "k": k,
@@ -187,7 +193,6 @@ def build_evaluation_assets(settings: Settings) -> list:
             ]
             table = pd.DataFrame(table_rows).assign(run_at=run_at)
             table["k"] = table["k"].astype("Int64")  # NULL where a metric has no cut-off
-            losses = {"als": eval_als_factors.loss}
             extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
             html = report.html_report(
                 "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
@@ -195,30 +200,60 @@ def build_evaluation_assets(settings: Settings) -> list:
             # The rows and the report's hash (the data version) commit together; the report file follows,
             # so a kill in between leaves a file that differs from the ledger and the asset re-runs.
             version = bytes_hash(html)
-            conn.register("evaluation_rows", table)
-            conn.execute("BEGIN TRANSACTION")
-            conn.execute("INSERT INTO evaluation BY NAME SELECT * FROM evaluation_rows")
-            record_version(conn, "evaluation_report", version, {"evaluation_report.html": version})
-            conn.execute("COMMIT")
-            conn.unregister("evaluation_rows")
-        html_path = store.artifact_path("evaluation_report.html")
+            write_evaluation(conn, table, version, REPORT_FILE)
+        html_path = store.artifact_path(REPORT_FILE)
         with atomic_path(html_path) as tmp:
             tmp.write_bytes(html)
-        chart = base64.b64encode(report.metrics_chart_png(rows)).decode()
-        loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
+        ranking_rows = [r for r in rows if r["metric"] in REPORT_METRICS]
+        chart = base64.b64encode(report.metrics_chart_png(ranking_rows)).decode()
         metadata = {
             "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
             "chart": dg.MetadataValue.md(f"![metrics](data:image/png;base64,{chart})"),
-            "als_loss_curve": dg.MetadataValue.md(
-                f"![ALS training loss](data:image/png;base64,{loss_chart})"
-            ),
             "html_report": dg.MetadataValue.path(str(html_path)),
-            "split": split_name,
+            "split": name_of_split,
             "k": k,
         }
+        if losses:
+            loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
+            metadata["loss_curves"] = dg.MetadataValue.md(
+                f"![training loss](data:image/png;base64,{loss_chart})"
+            )
         if tag_rows:
             metadata["related_tag_similarity"] = markdown_table(tag_rows)
         context.log.info(f"evaluation written to {html_path}")
         return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
 
-    return [train_test_split, eval_als_factors, eval_lsa_factors, evaluation_report]
+    return evaluation_report
+
+
+def build_evaluation_assets(settings: Settings) -> list:
+    ev, runtime, where = settings.evaluation, settings.runtime, settings.source_file
+    split_params = ev.split_params()
+    models = settings.models.enabled
+    evals = []
+    for name in models:
+        weighted = get_model(name).input == "weighted"
+        sources = (settings.data, settings.weighting) if weighted else (settings.data,)
+        evals.append(
+            eval_factor_asset(
+                name, settings.model_settings(name), (*sources, split_params), runtime, where=where
+            )
+        )
+    return [
+        split_asset(split_params),
+        *evals,
+        report_asset(
+            models,
+            tuple(
+                (m, settings.model_settings(m))
+                for m in models
+                if get_model(m).predicts_values and get_model(m).value_transform is not None
+            ),
+            ev.k,
+            settings.data,
+            settings.weighting,
+            split_params,
+            runtime,
+            where=where,
+        ),
+    ]

@@ -1,92 +1,46 @@
 """Ingest: the observed input (file or synthetic settings) and the raw play triples in DuckDB."""
 
-import dataclasses
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from recsys_assets.assets._common import code_version, markdown_table, table_version
-from recsys_assets.core import loaders
-from recsys_assets.core.synthetic import generate_plays
+from recsys_assets.assets._common import markdown_table, reads_settings, table_version
+from recsys_assets.pipeline.ingest import load_configured_source, loader_sql_hash, source_fingerprint
 from recsys_assets.resources import RecsysStore, warehouse_connection
-from recsys_assets.settings import Settings, fingerprint
-from recsys_assets.sql import SQL_DIR
-from recsys_assets.storage import content_hash, recording_version
-
-RAW_TABLES = ("users", "artists", "plays", "rejects", "load_log")
-HETREC_TABLES = ("tags", "artist_tags")
+from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, SyntheticSettings
+from recsys_assets.storage import recording_version
 
 
-def loader_sql_hash() -> str:
-    """Hash of the SQL files the loaders run (everything in ``sql/`` but the example queries)."""
-    return content_hash(*[(p.name, p.read_text()) for p in sorted(SQL_DIR.glob("*.sql"))])
-
-
-def source_fingerprint(settings: Settings, home: Path) -> str:
-    """Content fingerprint of the configured input: the file's (or folder's) content hash, or for the
-    synthetic source the generator settings. A stat cache under ``home`` makes an unchanged file cost
-    a ``stat``, and a ``touch`` a re-hash that yields the same fingerprint."""
-    data = settings.data
-    if data.source == "synthetic":
-        return "synthetic-" + fingerprint(settings.synthetic)
-    path = Path(data.path)
-    if not path.exists():
-        raise loaders.LoadError(
-            f"{path}: the {data.source} input does not exist; fix [data] path in the settings file"
-        )
-    found = loaders.file_fingerprint(path, cache=home / "fingerprints.json", source=data.source)
-    if data.source == "triples" and data.items_path:  # the item names are input too
-        names = loaders.file_fingerprint(data.items_path, cache=home / "fingerprints.json", source="items")
-        found = content_hash(found, names)
-    return found
-
-
-def load_configured_source(conn, settings: Settings, progress=None) -> loaders.LoadReport:
-    """Load the source named in ``[data]`` into the warehouse tables (replacing them atomically);
-    ``progress`` (a :class:`recsys_assets.progress.Progress`) follows the scan of a text file."""
-    data = settings.data
-    threads = settings.runtime.threads  # text files are scanned in parallel blocks
-    limit, min_value = data.max_reject_fraction, data.min_value
-    if data.source == "synthetic":
-        plays = generate_plays(**dataclasses.asdict(settings.synthetic))
-        return loaders.load_synthetic(conn, plays, min_value=min_value)
-    scan = {"max_reject_fraction": limit, "threads": threads, "min_value": min_value, "progress": progress}
-    if data.source == "lastfm360k":
-        return loaders.load_lastfm360k(conn, data.path, **scan)
-    if data.source == "hetrec":
-        return loaders.load_hetrec(conn, data.path, **scan)
-    return loaders.load_triples(
-        conn,
-        data.path,
-        user_column=data.user_column,
-        item_column=data.item_column,
-        value_column=data.value_column,
-        header=data.header,
-        delimiter=data.delimiter,
-        item_name_column=data.item_name_column,
-        items_path=data.items_path or None,
-        **scan,
-    )
-
-
-def build_ingest_assets(settings: Settings) -> list:
-    source_settings = settings.synthetic if settings.data.source == "synthetic" else None
-
+def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.SourceAsset:
     @dg.observable_source_asset(
         group_name="ingest",
-        description=f"The {settings.data.source} input, observed by content fingerprint: a new dump "
+        description=f"The {data.source} input, observed by content fingerprint: a new dump "
         "(different content) makes everything downstream stale; touching the file does not.",
     )
     def plays_source(store: RecsysStore) -> dg.DataVersion:
-        return dg.DataVersion(source_fingerprint(settings, Path(store.home)))
+        return dg.DataVersion(source_fingerprint(data, synthetic, Path(store.home)))
+
+    return plays_source
+
+
+@reads_settings("raw_plays-2")
+def raw_plays_asset(
+    data: DataSettings,
+    synthetic: SyntheticSettings | None,
+    loader_sql: str,
+    runtime: RuntimeSettings,
+    *,
+    code_version: str,
+) -> dg.AssetsDefinition:
+    """``synthetic``: the generator settings for the synthetic source, else None; ``loader_sql``: the
+    hash of the loaders' SQL (it assigns the ids and sums duplicates: editing it changes the tables)."""
 
     @dg.asset(
-        deps=[plays_source],
+        deps=["plays_source"],
         group_name="ingest",
         kinds={"duckdb"},
-        # The loaders' SQL assigns the ids and sums duplicates: editing it changes the tables too.
-        code_version=code_version("raw_plays-1", settings.data, source_settings, loader_sql_hash()),
+        code_version=code_version,
         description="Play triples in DuckDB: users, artists (name, mbid), plays (duplicate pairs summed), "
         "rejects (file, line, reason, raw text) and a load log.",
     )
@@ -94,7 +48,7 @@ def build_ingest_assets(settings: Settings) -> list:
         with warehouse_connection(warehouse) as conn:
             # The loaders commit their own transaction: the ledger marks the load in progress around it.
             with recording_version(conn, "raw_plays") as done:
-                report = load_configured_source(conn, settings)
+                report = load_configured_source(conn, data, synthetic, runtime.threads)
                 version = table_version(conn, "plays")
                 done(version.value)
             reasons = conn.execute(
@@ -119,4 +73,12 @@ def build_ingest_assets(settings: Settings) -> list:
             },
         )
 
-    return [plays_source, raw_plays]
+    return raw_plays
+
+
+def build_ingest_assets(settings: Settings) -> list:
+    synthetic = settings.synthetic if settings.data.source == "synthetic" else None
+    return [
+        plays_source_asset(settings.data, settings.synthetic),
+        raw_plays_asset(settings.data, synthetic, loader_sql_hash(), settings.runtime),
+    ]

@@ -8,21 +8,18 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, markdown_table
-from recsys_assets.assets.factors import FACTOR_TABLES
-from recsys_assets.assets.ingest import HETREC_TABLES, RAW_TABLES
+from recsys_assets.pipeline.ingest import HETREC_TABLES, RAW_TABLES
+from recsys_assets.pipeline.warehouse import FACTOR_TABLES
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import Settings
 
 ANSWER_TABLES = ("related_artists", "recommendations", "artist_aliases", "evaluation")
-UPSTREAM = (
-    "raw_plays",
-    "als_factors",
-    "lsa_factors",
-    "related_artists",
-    "recommendations",
-    "artist_aliases",
-    "evaluation_report",
-)
+
+
+def upstream(models: tuple[str, ...]) -> list[str]:
+    """Every asset that writes a published table, for the enabled ``models``."""
+    answers = ["related_artists", "recommendations", "artist_aliases", "evaluation_report"]
+    return ["raw_plays", *(f"{m}_factors" for m in models), *answers]
 
 
 class PublishBlockedError(RuntimeError):
@@ -48,10 +45,10 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
     )
 
     @dg.asset(
-        deps=list(UPSTREAM),
+        deps=upstream(settings.models.enabled),
         group_name="publish",
         kinds={"duckdb", "parquet"},
-        code_version=code_version("published_catalog-2", tables),
+        code_version=code_version("published_catalog-2", tables, settings.models.enabled),
         description="Publishes every table as one generation of Parquet snapshots behind the read-only views of "
         "$RECSYS_HOME/recsys.duckdb, once everything upstream is done: readers never see tables of different "
         "runs side by side, and a failed asset or check leaves the previous generation in place. A table "

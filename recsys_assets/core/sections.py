@@ -220,7 +220,6 @@ class Section:
                 object.__setattr__(self, f.name, checked)
 
 
-
 # ---------------------------------------------------------------------------------------------------
 # Checking values against the declarations.
 
@@ -244,6 +243,8 @@ def _toml(value: Any) -> str:
         text = {"nan": "nan", "inf": "inf", "-inf": "-inf"}.get(repr(value), repr(value))
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, list | tuple):
+        text = "[" + ", ".join(_toml(v) for v in value) + "]"
     else:
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -1,5 +1,5 @@
 -- Candidate duplicate artists: near-identical taste profiles, (almost) no shared listeners.
--- Parameters: $model ('als' or 'lsa'), $n (how many pairs).
+-- Parameters: $model (an enabled model, e.g. 'als'), $n (how many pairs).
 SELECT a.name AS artist, b.name AS possible_alias,
        round(x.factor_similarity, 3) AS factor_similarity,
        round(x.listener_similarity, 3) AS listener_similarity

@@ -1,6 +1,6 @@
 -- Artists related to one artist, given its exact name (the `recsys related` command first resolves
 -- case and a leading "The"). Where several artists share the name, the most listened-to one is used.
--- Parameters: $name (artist name), $model ('als' or 'lsa'), $n (how many).
+-- Parameters: $name (artist name), $model (an enabled model, e.g. 'als'), $n (how many).
 WITH target AS (
     SELECT a.artist_id
     FROM artists a LEFT JOIN plays p USING (artist_id)
