@@ -364,7 +364,7 @@ def test_triples_header_problems(conn: duckdb.DuckDBPyConnection, tmp_path: Path
         load_triples(conn, header_only)
     wrong = tmp_path / "w.csv"
     wrong.write_text("u,i,v\n1,2,3\n")
-    with pytest.raises(LoadError, match="does not name all of the columns"):
+    with pytest.raises(LoadError, match=r"line 1 \(header\) 'u,i,v' .*names no column 'user'"):
         load_triples(conn, wrong)
     empty = tmp_path / "e.csv"
     empty.write_text("")
@@ -385,7 +385,7 @@ def test_triples_parquet(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> Non
     assert _plays_by_key(conn) == {("u1", "a"): 5.0, ("u3", "a"): 1.5}
     rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
     assert rejects == [(2, "zero plays"), (4, "empty user"), (5, "non-finite plays")]
-    with pytest.raises(LoadError, match="lack"):
+    with pytest.raises(LoadError, match=r"Parquet columns \['usr', 'itm', 'val'\]: .*no column 'user'"):
         load_triples(conn, path)
 
 
