@@ -110,6 +110,17 @@ def test_missing_java_fails_the_session_in_one_line(monkeypatch, tmp_path):
     assert "OpenJDK 17" in _one_line(exc)
 
 
+def test_plays_export_round_trips(tmp_path):
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE plays (user_id INTEGER, artist_id INTEGER, plays DOUBLE)")
+    conn.execute("INSERT INTO plays VALUES (2, 0, 5), (0, 3, 1), (0, 1, 7.5), (1, 3, 2)")
+    path = engine.export_plays(conn, str(tmp_path / "handoff"))
+    X = engine.read_pairs(path, (3, 4), "plays")
+    expected = np.zeros((3, 4), np.float32)
+    expected[2, 0], expected[0, 3], expected[0, 1], expected[1, 3] = 5, 1, 7.5, 2
+    np.testing.assert_array_equal(X.toarray(), expected)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The stages on HetRec.
 

@@ -214,6 +214,21 @@ def write_pairs(matrix: sp.spmatrix, path: str, value: str = "plays") -> str:
     return path
 
 
+def export_plays(conn: Any, uri: str) -> str:
+    """Export the warehouse's ``plays`` table (``user_id, artist_id, plays``; ids 0-based as in the play
+    matrix) from the DuckDB connection ``conn`` as one Parquet file ``<uri>/plays.parquet`` for
+    :func:`weight_plays`; returns its path. A local folder is created; ``s3://`` and friends need DuckDB's
+    ``httpfs`` extension loaded on ``conn``."""
+    target = f"{uri.rstrip('/')}/plays.parquet"
+    if "://" not in uri or uri.startswith("file://"):
+        Path(_duckdb_path(uri)).mkdir(parents=True, exist_ok=True)
+    conn.execute(
+        f"COPY (SELECT user_id, artist_id, plays FROM plays ORDER BY user_id, artist_id) "
+        f"TO '{_duckdb_path(target)}' (FORMAT parquet)"
+    )
+    return target
+
+
 def _frame(columns: dict[str, np.ndarray]) -> Any:
     import pandas as pd
 
