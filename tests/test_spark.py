@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import socket
+from types import SimpleNamespace
 
 import duckdb
 import numpy as np
@@ -15,9 +16,11 @@ from recsys_assets.core.models.als import AlsSettings
 from recsys_assets.core.models.als import fit as numba_als
 from recsys_assets.core.sections import SettingsError
 from recsys_assets.core.split import random_split
+from recsys_assets.core.topk import topk_dot
 from recsys_assets.core.weighting import weight_user_items
 from recsys_assets.engines import spark as engine
 from recsys_assets.engines.settings import EngineSettings
+from recsys_assets.engines.spark_pipeline import SparkStages
 from tests.conftest import HETREC_DIR, hetrec_available
 
 needs_pyspark = pytest.mark.skipif(
@@ -126,33 +129,27 @@ def test_plays_export_round_trips(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def hetrec_split():
+def hetrec():
+    """(warehouse connection with HetRec loaded, play matrix, 80/20 random split with seed 0)."""
     from recsys_assets.core.loaders import load_hetrec, read_play_matrix
 
     conn = duckdb.connect()
     load_hetrec(conn, HETREC_DIR)
-    return random_split(read_play_matrix(conn), test_fraction=0.2, seed=0)
+    X = read_play_matrix(conn)
+    return conn, X, random_split(X, test_fraction=0.2, seed=0)
 
 
-def run_stages(spark, root, split, als: AlsSettings, n: int = 10) -> dict:
-    """Every Spark stage on a split: weighting (default BM25, artist_user), ALS, top-n, metrics."""
-    n_users, n_artists = split.train.shape
-    engine.write_pairs(split.train, f"{root}/train.parquet")
-    engine.write_pairs(split.test, f"{root}/test.parquet")
-    engine.weight_plays(
-        spark, f"{root}/train.parquet", f"{root}/weighted", n_users=n_users, n_artists=n_artists
-    )
-    factors, _ = engine.fit_als(
-        spark, f"{root}/weighted", als, n_users=n_users, n_artists=n_artists, factors_uri=f"{root}/factors"
-    )
-    engine.recommend_all(spark, f"{root}/factors", f"{root}/train.parquet", f"{root}/recs", n=n)
-    metrics = engine.ranking_metrics(spark, f"{root}/recs", f"{root}/test.parquet", k=n, n_artists=n_artists)
-    return {
-        "weighted": engine.read_pairs(f"{root}/weighted", (n_users, n_artists), "weight"),
-        "factors": factors,
-        "lists": engine.read_recommendations(f"{root}/recs", n_users, n),
-        "metrics": metrics,
-    }
+# The default [weighting] section (BM25 on artist_user), as the asset layer passes it.
+DEFAULT_WEIGHTING = SimpleNamespace(
+    scheme="bm25",
+    orientation="artist_user",
+    k1=100.0,
+    b=0.8,
+    tf="sqrt",
+    confidence_alpha=40.0,
+    confidence_scale="linear",
+    confidence_epsilon=1.0,
+)
 
 
 def check_lists(lists, split, factors, n):
@@ -181,55 +178,70 @@ def local_spark():
 @pytest.mark.slow
 @needs_pyspark
 @needs_hetrec
-def test_spark_stages_on_hetrec_match_the_single_machine(local_spark, hetrec_split, tmp_path):
-    split, als = hetrec_split, AlsSettings()
-    out = run_stages(local_spark, tmp_path, split, als)
+def test_spark_stages_on_hetrec_match_the_single_machine(local_spark, hetrec, tmp_path):
+    conn, X, split = hetrec
+    als = AlsSettings()
+    stages = SparkStages(local_spark, str(tmp_path))
 
-    # Weighting: the same BM25 (artist_user) values as core.weighting, to float32 rounding.
-    W = weight_user_items(split.train)
-    assert (out["weighted"] != 0).nnz == (W != 0).nnz
-    np.testing.assert_allclose(out["weighted"].toarray()[W.nonzero()], W.data, rtol=1e-6)
+    # Weighting the warehouse's plays on Spark: the same BM25 (artist_user) values as core.weighting.
+    weighted = stages.weighted_matrix(conn, X.shape, DEFAULT_WEIGHTING)
+    W_full = weight_user_items(X)
+    assert (weighted != 0).nnz == (W_full != 0).nnz
+    np.testing.assert_allclose(weighted.toarray()[W_full.nonzero()], W_full.data, rtol=1e-6)
 
     # ALS quality: Spark with the mapped settings within 0.01 p@10 of our numba ALS on the same split.
-    ours = numba_als(W, als, threads=2)
+    factors, metrics = stages.evaluation(split.train, split.test, DEFAULT_WEIGHTING, als, k=10)
+    ours = numba_als(weight_user_items(split.train), als, threads=2)
     ours_p = evaluate_factors(ours.user_factors, ours.item_factors, split.train, split.test, k=10, threads=2)
-    spark_f = out["factors"]
-    assert spark_f.model == "als" and spark_f.user_factors.shape == ours.user_factors.shape
+    assert factors.model == "als" and factors.user_factors.shape == ours.user_factors.shape
     spark_p = evaluate_factors(
-        spark_f.user_factors, spark_f.item_factors, split.train, split.test, k=10, threads=2
+        factors.user_factors, factors.item_factors, split.train, split.test, k=10, threads=2
     )
     assert abs(spark_p.precision - ours_p.precision) <= 0.01, (spark_p.precision, ours_p.precision)
     assert spark_p.precision > 0.18  # far above popularity (0.078), not two equally broken models
 
-    check_lists(out["lists"], split, spark_f, 10)
-    # Spark's metrics equal the single-machine metrics code on the very same lists.
-    reference = evaluate_ranked_lists(out["lists"], split.test, k=10, threads=2)
+    # Spark's metrics equal the single-machine metrics code on the very same lists ...
+    lists = engine.read_recommendations(str(tmp_path / "eval" / "top"), X.shape[0], 10)
+    check_lists(lists, split, factors, 10)
+    reference = evaluate_ranked_lists(lists, split.test, k=10, threads=2)
     for name in ("n_users", "precision", "recall", "map", "ndcg", "coverage"):
-        assert out["metrics"][name] == pytest.approx(getattr(reference, name), rel=1e-9, abs=1e-12), name
+        assert metrics[name] == pytest.approx(getattr(reference, name), rel=1e-9, abs=1e-12), name
     # ... and the top-n stage ranks as the full evaluation does (ties aside).
-    assert out["metrics"]["precision"] == pytest.approx(spark_p.precision, abs=0.002)
+    assert metrics["precision"] == pytest.approx(spark_p.precision, abs=0.002)
+
+    # All-user recommendations on Spark from any factors: core.topk's lists, played artists removed.
+    ids, scores = stages.recommendations(factors, split.train, 10)
+    local_ids, local_scores = topk_dot(factors.user_factors, factors.item_factors, 10, exclude=split.train)
+    np.testing.assert_allclose(scores, local_scores, rtol=1e-5, atol=1e-7)
+    assert (ids == local_ids).mean() > 0.99  # equal but for near-ties in float32
 
 
 @pytest.mark.slow
 @needs_pyspark
 @needs_hetrec
-def test_spark_stages_on_a_standalone_cluster(hetrec_split, tmp_path):
+def test_spark_stages_on_a_standalone_cluster(hetrec, tmp_path):
     """One master and two one-core workers on localhost: the stages run through the cluster code path
     (executors in their own JVMs, shuffles between workers) and give a valid result."""
     from recsys_assets.engines.standalone import standalone_cluster
 
-    split = hetrec_split
+    conn, X, split = hetrec
     with standalone_cluster(workers=2, cores=1, memory="1g", log_dir=tmp_path / "cluster") as cluster:
         settings = EngineSettings(kind="spark", master=cluster.master, conf={"spark.executor.memory": "768m"})
         spark = engine.spark_session(settings)
         try:
             assert spark.sparkContext.master == cluster.master
-            out = run_stages(spark, tmp_path / "handoff", split, AlsSettings(iterations=5))
+            stages = SparkStages(spark, settings.handoff_uri(tmp_path))
+            weighted = stages.weighted_matrix(conn, X.shape, DEFAULT_WEIGHTING)
+            factors, metrics = stages.evaluation(
+                split.train, split.test, DEFAULT_WEIGHTING, AlsSettings(iterations=5), k=10
+            )
             executors = spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
         finally:
             spark.stop()
     assert executors == 2
-    check_lists(out["lists"], split, out["factors"], 10)
-    reference = evaluate_ranked_lists(out["lists"], split.test, k=10, threads=2)
-    assert out["metrics"]["precision"] == pytest.approx(reference.precision, rel=1e-9)
-    assert out["metrics"]["precision"] > 0.15
+    np.testing.assert_allclose(weighted.toarray()[X.nonzero()], weight_user_items(X).data, rtol=1e-6)
+    lists = engine.read_recommendations(str(tmp_path / "spark" / "eval" / "top"), X.shape[0], 10)
+    check_lists(lists, split, factors, 10)
+    reference = evaluate_ranked_lists(lists, split.test, k=10, threads=2)
+    assert metrics["precision"] == pytest.approx(reference.precision, rel=1e-9)
+    assert metrics["precision"] > 0.15

@@ -237,14 +237,16 @@ def _frame(columns: dict[str, np.ndarray]) -> Any:
 
 def read_pairs(path: str, shape: tuple[int, int], value: str) -> sp.csr_matrix:
     """A Parquet folder or file of ``(user_id, artist_id, <value>)`` as a float32 CSR of ``shape``."""
-    cols = _read_parquet(path, f"user_id, artist_id, {value}")
+    cols = read_parquet(path, f"user_id, artist_id, {value}")
     X = sp.csr_matrix((cols[value].astype(np.float32), (cols["user_id"], cols["artist_id"])), shape=shape)
     X.sum_duplicates()
     X.sort_indices()
     return X
 
 
-def _read_parquet(path: str, columns: str) -> dict[str, np.ndarray]:
+def read_parquet(path: str, columns: str) -> dict[str, np.ndarray]:
+    """``columns`` (SQL select list) of a Parquet file, or of every ``*.parquet`` in a folder, as numpy
+    arrays (DuckDB reads them; local paths, or remote ones DuckDB can reach)."""
     import duckdb
 
     local = _duckdb_path(path)
@@ -415,7 +417,7 @@ def _factor_matrix(frame: Any, uri: str, rows: int, k: int) -> np.ndarray:
     frame.select("id", *(F.col("features")[i].alias(f"f{i}") for i in range(k))).write.mode(
         "overwrite"
     ).parquet(uri)
-    cols = _read_parquet(uri, "*")
+    cols = read_parquet(uri, "*")
     out = np.zeros((rows, k), dtype=np.float32)
     out[cols["id"]] = np.column_stack([cols[f"f{i}"] for i in range(k)]).astype(np.float32)
     return out
@@ -506,7 +508,7 @@ def recommend_all(
 def read_recommendations(uri: str, n_users: int, n: int) -> np.ndarray:
     """The ``(user_id, rank, artist_id)`` Parquet at ``uri`` as an (n_users, n) int64 array, -1 where a
     user has no artist at that rank (the layout ``core.metrics.evaluate_ranked_lists`` reads)."""
-    cols = _read_parquet(uri, "user_id, rank, artist_id")
+    cols = read_parquet(uri, "user_id, rank, artist_id")
     out = np.full((n_users, n), -1, dtype=np.int64)
     keep = cols["rank"] < n
     out[cols["user_id"][keep], cols["rank"][keep]] = cols["artist_id"][keep]
