@@ -200,6 +200,13 @@ def test_spark_stages_on_hetrec_match_the_single_machine(local_spark, hetrec, tm
     assert abs(spark_p.precision - ours_p.precision) <= 0.01, (spark_p.precision, ours_p.precision)
     assert spark_p.precision > 0.18  # far above popularity (0.078), not two equally broken models
 
+    # The in-memory entry point (the weighted_matrix asset's value in) fits the same model.
+    again = stages.als_factors_of(weight_user_items(split.train), als)
+    again_p = evaluate_factors(
+        again.user_factors, again.item_factors, split.train, split.test, k=10, threads=2
+    )
+    assert again_p.precision == pytest.approx(spark_p.precision, abs=0.002)
+
     # Spark's metrics equal the single-machine metrics code on the very same lists ...
     lists = engine.read_recommendations(str(tmp_path / "eval" / "top"), X.shape[0], 10)
     check_lists(lists, split, factors, 10)

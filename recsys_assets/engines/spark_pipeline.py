@@ -93,9 +93,16 @@ class SparkStages:
             als,
             n_users=shape[0],
             n_artists=shape[1],
-            factors_uri=self._uri(f"factors-{weighted}"),
+            factors_uri=self._uri(f"factors-{weighted.split('/')[0]}"),
         )
         return factors
+
+    def als_factors_of(self, matrix: sp.csr_matrix, als: AlsSettings, name: str = "als-input") -> FactorSet:
+        """Spark ALS on a weighted matrix given in memory (the ``weighted_matrix`` asset's value): written
+        to ``<root>/<name>`` first, so the fit never depends on what an earlier run left in the hand-off
+        folder."""
+        engine.write_pairs(matrix, self._uri(name, "pairs.parquet"), value="weight")
+        return self.als_factors(matrix.shape, als, weighted=f"{name}/pairs.parquet")
 
     def recommendations(
         self, factors: FactorSet, played: sp.csr_matrix, n: int
