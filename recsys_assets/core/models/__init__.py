@@ -65,7 +65,7 @@ class Model:
 
 
 # Every model module, in the order models appear in tables and reports.
-MODULES: tuple[str, ...] = ("als", "lsa")
+MODULES: tuple[str, ...] = ("als", "lsa", "bpr", "lmf")
 
 
 @functools.cache

@@ -86,7 +86,9 @@ def prefetch(typingctx, array, index):  # pragma: no cover
         ary = context.make_array(array_type)(context, builder, args[0])
         if isinstance(index_type, types.BaseTuple):
             values = cgutils.unpack_tuple(builder, args[1], len(index_type))
-            index_list = [context.cast(builder, v, t, types.intp) for v, t in zip(values, index_type, strict=True)]
+            index_list = [
+                context.cast(builder, v, t, types.intp) for v, t in zip(values, index_type, strict=True)
+            ]
         else:
             index_list = [context.cast(builder, args[1], index_type, types.intp)]
         pointer = cgutils.get_item_pointer(context, builder, array_type, ary, index_list, wraparound=False)
