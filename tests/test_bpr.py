@@ -48,9 +48,10 @@ def test_sample_update_is_a_gradient_step_on_the_sample_loss():
         [(loss_of(params + eps * e) - loss_of(params - eps * e)) / (2 * eps) for e in np.eye(params.size)]
     )
     new_x, new_yi, new_yj = x.copy(), yi.copy(), yj.copy()
-    score = bpr_sample_update(new_x, new_yi, new_yj, f, lr, reg)
+    score, loss = bpr_sample_update(new_x, new_yi, new_yj, f, lr, reg)
     step = (params - np.concatenate([new_x[:f], new_yi, new_yj])) / lr
     assert score == pytest.approx(np.dot(x, yi - yj), rel=1e-12)
+    assert loss == pytest.approx(sample_loss(x, yi, yj, 0.0), rel=1e-12)
     assert new_x[f] == 1.0
     np.testing.assert_allclose(step, numeric, rtol=1e-6, atol=1e-8)
 

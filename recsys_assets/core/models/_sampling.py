@@ -1,4 +1,5 @@
-"""Random numbers for the sampling models (BPR, logistic MF): a counter-based generator in numba.
+"""numba helpers of the sampling models (BPR, logistic MF): a counter-based generator, a sorted-row
+search, a prefetch hint and the logistic function with its log-loss.
 
 Each block of work owns one 64-bit state, seeded from the fit's ``numpy.random.default_rng(seed)`` (or
 from a hash of the block's coordinates), so which samples a block draws never depends on how many
@@ -55,20 +56,34 @@ def draws(state, n, count):  # pragma: no cover
     return out
 
 
+@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def sigmoid_softplus(t):  # pragma: no cover
+    """``(sigma(t), log(1 + exp(t)))`` from one ``exp(-|t|)`` (no overflow), in ``t``'s precision."""
+    e = np.exp(-abs(t))
+    if t >= 0:
+        return np.float32(1.0) / (np.float32(1.0) + e), t + np.log1p(e)
+    return e / (np.float32(1.0) + e), np.log1p(e)
+
+
+@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
+def sigmoid(t):  # pragma: no cover
+    """``sigma(t)`` without overflow, in ``t``'s precision."""
+    e = np.exp(-abs(t))
+    return np.float32(1.0) / (np.float32(1.0) + e) if t >= 0 else e / (np.float32(1.0) + e)
+
+
 @numba.njit(cache=True, inline="always")
 def row_contains(indptr, indices, row, col):  # pragma: no cover
-    """Whether sorted CSR row ``row`` stores column ``col`` (binary search)."""
-    lo, hi = indptr[row], indptr[row + 1]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        v = indices[mid]
-        if v < col:
-            lo = mid + 1
-        elif v > col:
-            hi = mid
-        else:
-            return True
-    return False
+    """Whether sorted CSR row ``row`` stores column ``col``: a binary search whose steps compile to
+    conditional moves (no branch to mispredict; the search's outcome is a coin flip per step)."""
+    base, n = indptr[row], indptr[row + 1] - indptr[row]
+    if n == 0:
+        return False
+    while n > 1:
+        half = n >> 1
+        base = base + half if indices[base + half] <= col else base
+        n -= half
+    return indices[base] == col
 
 
 @intrinsic

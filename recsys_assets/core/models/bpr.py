@@ -36,7 +36,7 @@ import scipy.sparse as sp
 
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, Progress
-from recsys_assets.core.models._sampling import next_below, prefetch, row_contains
+from recsys_assets.core.models._sampling import next_below, prefetch, row_contains, sigmoid_softplus
 from recsys_assets.core.sections import NonNegativeFloat, PositiveFloat, PositiveInt, Section, Seed
 from recsys_assets.core.threads import numba_threads
 
@@ -48,7 +48,7 @@ _BLOCKS = 256
 _MAX_TRIES = 32
 # Triples are drawn this many steps ahead of their update and their rows prefetched.
 _AHEAD = 8
-_FLOATS_PER_LINE = 16
+_FLOATS_PER_LINE = _INTS_PER_LINE = 16
 
 
 @dataclass(frozen=True)
@@ -91,25 +91,18 @@ class BprResult:
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _softplus(t):  # pragma: no cover
-    """``log(1 + exp(t))`` without overflow (float64)."""
-    t = np.float64(t)
-    return t + np.log1p(np.exp(-t)) if t > 0 else np.log1p(np.exp(t))
-
-
-@numba.njit(cache=True, fastmath=True, error_model="numpy")
 def bpr_sample_update(x, yi, yj, f, lr, reg):  # pragma: no cover
     """One SGD step on triple (u, i, j) in place: ``theta -= lr * grad l(u, i, j)`` (module docstring).
 
     ``x``, ``yi``, ``yj``: rows of width ``f + 1`` (``x[f] == 1`` stays; ``y[f]`` is the item bias).
-    Every gradient component is taken at the values before the step. Returns the score ``x_uij``
-    before the step. float32 rows compute in float32, float64 rows in float64.
+    Every gradient component is taken at the values before the step. Returns the score ``x_uij`` and
+    the log-loss ``-log sigma(x_uij)`` before the step. float32 rows compute in float32, float64 rows in float64.
     """
     score = x[0] * (yi[0] - yj[0])
     for k in range(1, f + 1):
         score += x[k] * (yi[k] - yj[k])
     # -d l / d x_uij = sigma(-x_uij)
-    z = np.float32(1.0) / (np.float32(1.0) + np.exp(score))
+    z, loss = sigmoid_softplus(-score)
     for k in range(f):
         xk, ik, jk = x[k], yi[k], yj[k]
         x[k] = xk + lr * (z * (ik - jk) - reg * xk)
@@ -117,7 +110,7 @@ def bpr_sample_update(x, yi, yj, f, lr, reg):  # pragma: no cover
         yj[k] = jk + lr * (-z * xk - reg * jk)
     yi[f] += lr * (z - reg * yi[f])
     yj[f] += lr * (-z - reg * yj[f])
-    return score
+    return score, loss
 
 
 @numba.njit(cache=True, inline="always")
@@ -173,7 +166,9 @@ def _bpr_epoch(
                 if verify:
                     # the row pointer and the entries a verification searches
                     prefetch(indptr, ring[slot, 0])
+                    prefetch(indices, max(entry - _INTS_PER_LINE, 0))
                     prefetch(indices, entry)
+                    prefetch(indices, min(entry + _INTS_PER_LINE, nnz - 1))
             if verify:
                 tries = 1
                 liked = row_contains(indptr, indices, u, j)
@@ -184,8 +179,8 @@ def _bpr_epoch(
                 if liked:
                     skipped += 1
                     continue
-            score = bpr_sample_update(X[u], Y[i], Y[j], f, lr, reg)
-            loss += _softplus(-score)
+            score, sample_loss = bpr_sample_update(X[u], Y[i], Y[j], f, lr, reg)
+            loss += sample_loss
             correct += score > 0
         stats[b, 0] = loss
         stats[b, 1] = correct

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, Progress
-from recsys_assets.core.models._sampling import next_below, prefetch, row_state
+from recsys_assets.core.models._sampling import next_below, prefetch, row_state, sigmoid, sigmoid_softplus
 from recsys_assets.core.sections import NonNegativeFloat, PositiveFloat, PositiveInt, Section, Seed
 from recsys_assets.core.threads import numba_threads
 
@@ -94,24 +94,11 @@ class LmfResult:
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _softplus(t):  # pragma: no cover
-    """``log(1 + exp(t))`` without overflow (float64)."""
-    t = np.float64(t)
-    return t + np.log1p(np.exp(-t)) if t > 0 else np.log1p(np.exp(t))
-
-
-@numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
-def _sigmoid(t):  # pragma: no cover
-    if t >= 0:
-        return np.float32(1.0) / (np.float32(1.0) + np.exp(-t))
-    e = np.exp(t)
-    return e / (np.float32(1.0) + e)
-
-
-@numba.njit(cache=True, fastmath=True, error_model="numpy")
-def lmf_row_gradient(row, fixed, pos_cols, pos_conf, neg_cols, reg, const_col, grad):  # pragma: no cover
+def lmf_row_gradient(
+    row, fixed, pos_cols, pos_conf, neg_cols, reg, const_col, grad, with_loss=True
+):  # pragma: no cover
     """Gradient of the row loss ``L_u`` (module docstring) into ``grad``; returns ``(positive part,
-    negative part)`` of the loss without the regulariser (float64).
+    negative part)`` of the loss without the regulariser (float64; zeros unless ``with_loss``).
 
     ``row``: the row's stored vector (width ``w``), ``fixed``: the other side's matrix (``n x w``),
     ``pos_cols`` / ``pos_conf``: positives and their confidences, ``neg_cols``: the sampled negatives,
@@ -130,8 +117,12 @@ def lmf_row_gradient(row, fixed, pos_cols, pos_conf, neg_cols, reg, const_col, g
         for k in range(1, w):
             s += row[k] * y[k]
         c = pos_conf[t]
-        pos_loss += c * _softplus(-s)
-        z = -c * _sigmoid(-s)
+        if with_loss:
+            z, sample_loss = sigmoid_softplus(-s)
+            pos_loss += c * sample_loss
+        else:
+            z = sigmoid(-s)
+        z = -c * z
         for k in range(w):
             grad[k] += z * y[k]
     neg_loss = 0.0
@@ -142,8 +133,11 @@ def lmf_row_gradient(row, fixed, pos_cols, pos_conf, neg_cols, reg, const_col, g
         s = row[0] * y[0]
         for k in range(1, w):
             s += row[k] * y[k]
-        neg_loss += _softplus(s)
-        z = _sigmoid(s)
+        if with_loss:
+            z, sample_loss = sigmoid_softplus(s)
+            neg_loss += sample_loss
+        else:
+            z = sigmoid(s)
         for k in range(w):
             grad[k] += z * y[k]
     grad[const_col] = 0.0
@@ -200,7 +194,7 @@ def _lmf_half(
                     neg[t] = j
             row = rows[r]
             p, q = lmf_row_gradient(
-                row, fixed, indices[start:end], conf[start:end], neg[:n_neg], reg, const_col, grad
+                row, fixed, indices[start:end], conf[start:end], neg[:n_neg], reg, const_col, grad, half == 0
             )
             for k in range(w):
                 if k != const_col:
