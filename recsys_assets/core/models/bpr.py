@@ -46,7 +46,7 @@ Negatives = Literal["popularity", "uniform"]
 _BLOCKS = 256
 # Draws of a negative before a triple whose negatives are all liked is skipped (verify_negative).
 _MAX_TRIES = 32
-# Triples are drawn this many steps ahead of their update and their rows prefetched.
+# Factor rows are prefetched this many triples ahead of their update (and the ids naming them twice that).
 _AHEAD = 8
 _FLOATS_PER_LINE = _INTS_PER_LINE = 16
 
@@ -114,22 +114,11 @@ def bpr_sample_update(x, yi, yj, f, lr, reg):  # pragma: no cover
 
 
 @numba.njit(cache=True, inline="always")
-def _prefetch_rows(X, u, Y, i, j, f):  # pragma: no cover
+def _prefetch_row(M, row, f):  # pragma: no cover
+    """Prefetch every cache line of ``M[row, :f + 1]`` (points 64 bytes apart, then the last)."""
     for col in range(0, f + 1, _FLOATS_PER_LINE):
-        prefetch(X, (u, col))
-        prefetch(Y, (i, col))
-        prefetch(Y, (j, col))
-    prefetch(X, (u, f))
-    prefetch(Y, (i, f))
-    prefetch(Y, (j, f))
-
-
-@numba.njit(cache=True, inline="always")
-def _draw_negative(state, indices, n_items, uniform):  # pragma: no cover
-    if uniform:
-        return next_below(state, n_items)
-    state, entry = next_below(state, indices.shape[0])
-    return state, np.int64(indices[entry])
+        prefetch(M, (row, col))
+    prefetch(M, (row, f))
 
 
 @numba.njit(cache=True, fastmath=True, error_model="numpy", parallel=True)
@@ -139,41 +128,66 @@ def _bpr_epoch(
     """One epoch: block ``b`` draws ``bounds[b+1] - bounds[b]`` triples from generator ``states[b]``;
     ``stats[b]`` gets (sum of log-losses, triples ranked right, triples skipped).
 
-    Triples are drawn ``_AHEAD`` steps before they are used and their rows prefetched, so the memory
-    latency of the scattered factor rows overlaps the updates in between.
+    A triple's memory is fetched in two stages ahead of its update, so that the latency of the
+    scattered reads overlaps the updates in between: ``2 * _AHEAD`` steps ahead its entry (and its
+    negative) are drawn and the cache lines naming its user and items prefetched; ``_AHEAD`` steps
+    ahead those are read and the factor rows (and the user's row of entries, for verification)
+    prefetched. A negative redrawn by verification is read at once.
     """
     f = X.shape[1] - 1
     nnz = indices.shape[0]
     n_items = Y.shape[0]
+    ring_size = 2 * _AHEAD
     for b in numba.prange(bounds.shape[0] - 1):
         state = states[b]
         count = bounds[b + 1] - bounds[b]
-        ring = np.empty((_AHEAD, 3), np.int64)
-        for t in range(min(_AHEAD, count)):
-            state, entry = next_below(state, nnz)
-            state, j = _draw_negative(state, indices, n_items, uniform)
-            ring[t, 0], ring[t, 1], ring[t, 2] = users_of[entry], indices[entry], j
-            _prefetch_rows(X, ring[t, 0], Y, ring[t, 1], j, f)
+        # Per slot: the entry (user, liked item), the negative (item, or entry naming it), u, i, j.
+        ring = np.empty((ring_size, 5), np.int64)
         loss, correct, skipped = 0.0, 0, 0
-        for t in range(count):
-            slot = t % _AHEAD
-            u, i, j = ring[slot, 0], ring[slot, 1], ring[slot, 2]
-            if t + _AHEAD < count:
+        for t in range(-ring_size, count):
+            # Stage 1 for triple t + 2 * _AHEAD: draw, prefetch the lines that name its rows.
+            ahead = t + ring_size
+            if ahead < count:
+                slot = ahead % ring_size
                 state, entry = next_below(state, nnz)
-                state, j_next = _draw_negative(state, indices, n_items, uniform)
-                ring[slot, 0], ring[slot, 1], ring[slot, 2] = users_of[entry], indices[entry], j_next
-                _prefetch_rows(X, ring[slot, 0], Y, ring[slot, 1], j_next, f)
+                state, negative = next_below(state, n_items if uniform else nnz)
+                ring[slot, 0], ring[slot, 1] = entry, negative
+                prefetch(users_of, entry)
+                prefetch(indices, entry)
+                if uniform:
+                    _prefetch_row(Y, negative, f)
+                else:
+                    prefetch(indices, negative)
+            # Stage 2 for triple t + _AHEAD: read its ids, prefetch its rows.
+            ahead = t + _AHEAD
+            if 0 <= ahead < count:
+                slot = ahead % ring_size
+                entry, negative = ring[slot, 0], ring[slot, 1]
+                u, i = users_of[entry], indices[entry]
+                j = negative if uniform else indices[negative]
+                ring[slot, 2], ring[slot, 3], ring[slot, 4] = u, i, j
+                _prefetch_row(X, u, f)
+                _prefetch_row(Y, i, f)
+                if not uniform:
+                    _prefetch_row(Y, j, f)
                 if verify:
-                    # the row pointer and the entries a verification searches
-                    prefetch(indptr, ring[slot, 0])
+                    # the row pointer and the entries around the drawn one, which a search reads
+                    prefetch(indptr, u)
                     prefetch(indices, max(entry - _INTS_PER_LINE, 0))
-                    prefetch(indices, entry)
                     prefetch(indices, min(entry + _INTS_PER_LINE, nnz - 1))
+            if t < 0:
+                continue
+            slot = t % ring_size
+            u, i, j = ring[slot, 2], ring[slot, 3], ring[slot, 4]
             if verify:
                 tries = 1
                 liked = row_contains(indptr, indices, u, j)
                 while liked and tries < _MAX_TRIES:
-                    state, j = _draw_negative(state, indices, n_items, uniform)
+                    if uniform:
+                        state, j = next_below(state, n_items)
+                    else:
+                        state, negative = next_below(state, nnz)
+                        j = indices[negative]
                     liked = row_contains(indptr, indices, u, j)
                     tries += 1
                 if liked:

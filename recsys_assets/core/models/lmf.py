@@ -48,7 +48,8 @@ Negatives = Literal["popularity", "uniform"]
 # per-block loss sums, hence the reported loss, do not depend on the thread count either.
 _BLOCKS = 256
 # Rows of the fixed side are prefetched this many samples ahead.
-_AHEAD = 8
+_AHEAD = 16
+_FLOATS_PER_LINE = 16
 _ADAGRAD_EPSILON = np.float32(1e-6)
 
 
@@ -93,6 +94,14 @@ class LmfResult:
 # numba kernels
 
 
+@numba.njit(cache=True, inline="always")
+def _prefetch_row(M, row, w):  # pragma: no cover
+    """Prefetch every cache line of ``M[row, :w]`` (points 64 bytes apart, then the last)."""
+    for col in range(0, w, _FLOATS_PER_LINE):
+        prefetch(M, (row, col))
+    prefetch(M, (row, w - 1))
+
+
 @numba.njit(cache=True, fastmath=True, error_model="numpy", inline="always")
 def lmf_row_gradient(
     row, fixed, pos_cols, pos_conf, neg_cols, reg, const_col, grad, with_loss=True
@@ -111,7 +120,7 @@ def lmf_row_gradient(
     pos_loss = 0.0
     for t in range(pos_cols.shape[0]):
         if t + _AHEAD < pos_cols.shape[0]:
-            prefetch(fixed, (pos_cols[t + _AHEAD], 0))
+            _prefetch_row(fixed, pos_cols[t + _AHEAD], w)
         y = fixed[pos_cols[t]]
         s = row[0] * y[0]
         for k in range(1, w):
@@ -128,7 +137,7 @@ def lmf_row_gradient(
     neg_loss = 0.0
     for t in range(neg_cols.shape[0]):
         if t + _AHEAD < neg_cols.shape[0]:
-            prefetch(fixed, (neg_cols[t + _AHEAD], 0))
+            _prefetch_row(fixed, neg_cols[t + _AHEAD], w)
         y = fixed[neg_cols[t]]
         s = row[0] * y[0]
         for k in range(1, w):
