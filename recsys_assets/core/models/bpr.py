@@ -11,11 +11,11 @@ Model. User ``u`` prefers a liked item ``i`` to an item ``j`` it has not liked w
 of ones, so ``x_u . y_i`` over ``factors + 1`` columns is the model's score (as ``implicit`` does).
 Only the stored pattern of the input matters: any stored value means "liked".
 
-Sampling (as ``implicit`` 0.7.3's CPU BPR): an epoch draws ``nnz`` triples; the pair ``(u, i)`` is a
-uniformly drawn stored entry, the negative ``j`` is the item of another uniformly drawn entry
-(``negatives = "popularity"``, implicit's choice) or a uniform item (``"uniform"``). With
-``verify_negative`` a negative the user has liked is redrawn (up to 32 times, then the triple is
-skipped; implicit skips at once).
+Sampling: an epoch draws ``nnz`` triples (bootstrap sampling, as ``implicit`` 0.7.3's CPU BPR); the
+pair ``(u, i)`` is a uniformly drawn stored entry, the negative ``j`` a uniform item (``negatives =
+"uniform"``, the default: p@10 0.187 against 0.147 on HetRec-2k) or the item of another uniformly
+drawn entry (``"popularity"``, implicit's choice). With ``verify_negative`` a negative the user has
+liked is redrawn (up to 32 times, then the triple is skipped; implicit skips at once).
 
 Parallelism: the epoch's draws are cut into 256 blocks, each with its own generator state from
 ``numpy.random.default_rng(seed)``; threads run blocks and update shared factors without locks
