@@ -262,7 +262,9 @@ def fit_bpr(
     stats = np.zeros((n_blocks, 3))
     lr, reg = np.float32(learning_rate), np.float32(regularization)
     result = BprResult(X, Y, [], [], [], [])
-    with numba_threads(threads):
+    # Chunks of one block: threads take blocks as they finish, so a thread the OS pauses on a busy
+    # machine does not hold the epoch up (static halves would).
+    with numba_threads(threads), numba.parallel_chunksize(1):
         for epoch in range(iterations):
             start = time.perf_counter()
             states = rng.integers(0, 2**64, size=n_blocks, dtype=np.uint64)

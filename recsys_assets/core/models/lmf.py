@@ -295,7 +295,8 @@ def fit_lmf(
         sides.append((indptr, indices, csr.data))
     result = LmfResult(U, V, [], [], [], [])
     layout = [_blocks(side[0], _BLOCKS) for side in sides]
-    with numba_threads(threads):
+    # Chunks of one block: threads take blocks as they finish (dynamic balance on a busy machine).
+    with numba_threads(threads), numba.parallel_chunksize(1):
         for epoch in range(iterations):
             start = time.perf_counter()
             halves = ((U, V, U_accum, factors), (V, U, V_accum, factors + 1))
