@@ -5,19 +5,12 @@ from __future__ import annotations
 import warnings
 
 import dagster as dg
-import pytest
 
 from recsys_assets.definitions import build_definitions
 from recsys_assets.refresh import observe_sources
 from tests.conftest import tiny_settings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="assets/ingest.py declares plays_source with @dg.observable_source_asset, whose conversion "
-    "inside Dagster 1.13 reads the deprecated OpDefinition.version; @dg.multi_observable_source_asset "
-    "does not. Remove this mark when ingest.py switches.",
-)
 def test_definitions_and_observation_raise_no_deprecation_warning(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -12,14 +12,24 @@ from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, Synt
 from recsys_assets.storage import recording_version
 
 
-def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.SourceAsset:
-    @dg.observable_source_asset(
-        group_name="ingest",
-        description=f"The {data.source} input, observed by content fingerprint: a new dump "
-        "(different content) makes everything downstream stale; touching the file does not.",
+def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.AssetsDefinition:
+    # multi_observable_source_asset, not observable_source_asset: Dagster 1.13 converts the latter through
+    # the deprecated OpDefinition.version, a DeprecationWarning in every user's log.
+    @dg.multi_observable_source_asset(
+        specs=[
+            dg.AssetSpec(
+                "plays_source",
+                group_name="ingest",
+                description=f"The {data.source} input, observed by content fingerprint: a new dump "
+                "(different content) makes everything downstream stale; touching the file does not.",
+            )
+        ]
     )
-    def plays_source(store: RecsysStore) -> dg.DataVersion:
-        return dg.DataVersion(source_fingerprint(data, synthetic, Path(store.home)))
+    def plays_source(store: RecsysStore):
+        yield dg.ObserveResult(
+            asset_key="plays_source",
+            data_version=dg.DataVersion(source_fingerprint(data, synthetic, Path(store.home))),
+        )
 
     return plays_source
 
