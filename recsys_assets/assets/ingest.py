@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import markdown_table, reads_settings, table_version
 from recsys_assets.pipeline.ingest import load_configured_source, loader_sql_hash, source_fingerprint
+from recsys_assets.progress import Progress
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, SyntheticSettings
 from recsys_assets.storage import recording_version
@@ -58,7 +59,8 @@ def raw_plays_asset(
         with warehouse_connection(warehouse) as conn:
             # The loaders commit their own transaction: the ledger marks the load in progress around it.
             with recording_version(conn, "raw_plays") as done:
-                report = load_configured_source(conn, data, synthetic, runtime.threads)
+                with Progress("ingest", unit="B", log=context.log.info) as scanned:
+                    report = load_configured_source(conn, data, synthetic, runtime.threads, progress=scanned)
                 version = table_version(conn, "plays")
                 done(version.value)
             reasons = conn.execute(
