@@ -1,12 +1,19 @@
 """Ingest: the observed input (file or synthetic settings) and the raw play triples in DuckDB."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import markdown_table, reads_settings, table_version
-from recsys_assets.pipeline.ingest import load_configured_source, loader_sql_hash, source_fingerprint
+from recsys_assets.assets._tables import other_tables, table_metadata
+from recsys_assets.pipeline.ingest import (
+    HETREC_TABLES,
+    load_configured_source,
+    loader_sql_hash,
+    source_fingerprint,
+)
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, SyntheticSettings
 from recsys_assets.storage import recording_version
@@ -45,6 +52,7 @@ def raw_plays_asset(
         "rejects (file, line, reason, raw text) and a load log.",
     )
     def raw_plays(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         with warehouse_connection(warehouse) as conn:
             # The loaders commit their own transaction: the ledger marks the load in progress around it.
             with recording_version(conn, "raw_plays") as done:
@@ -54,14 +62,17 @@ def raw_plays_asset(
             reasons = conn.execute(
                 "SELECT reason, count(*) AS lines FROM rejects GROUP BY reason ORDER BY lines DESC LIMIT 20"
             ).fetchall()
+            secondary = ["users", "artists", "rejects"]
+            secondary += list(HETREC_TABLES) if data.source == "hetrec" else []
+            tables = table_metadata(conn, "plays") | other_tables(conn, secondary)
         context.log.info(
             f"loaded {report.rows_loaded:,} of {report.lines_read:,} lines "
             f"({report.rows_rejected:,} rejected, {report.duplicates_merged:,} duplicate pairs merged)"
         )
         return dg.MaterializeResult(
             data_version=version,
-            metadata={
-                "dagster/row_count": report.n_plays,
+            metadata=tables
+            | {
                 "lines_read": report.lines_read,
                 "rows_loaded": report.rows_loaded,
                 "rows_rejected": report.rows_rejected,
@@ -70,6 +81,7 @@ def raw_plays_asset(
                 "artists": report.n_artists,
                 "source_file": str(report.source_file),
                 "reject_reasons": markdown_table([{"reason": r, "lines": n} for r, n in reasons]),
+                "seconds": round(time.perf_counter() - started, 3),
             },
         )
 
