@@ -12,6 +12,7 @@ from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
+from recsys_assets.automation import with_wave_automation
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
@@ -83,6 +84,8 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     # Publishing waits for every check of the graph: a failed one keeps the previous generation.
     check_keys = sorted({key for a in [*assets, *checks] for key in getattr(a, "check_keys", ())}, key=str)
     assets += build_publish_assets(settings, check_keys)
+    # The daemon (when its automation sensor is started) refreshes in the same waves as `recsys refresh`.
+    assets = with_wave_automation(assets)
     job = build_refresh_job(settings, home)
     return dg.Definitions(
         assets=assets,

@@ -8,6 +8,7 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import markdown_table, reads_settings, table_version
 from recsys_assets.assets._tables import other_tables, table_metadata
+from recsys_assets.automation import observe_on
 from recsys_assets.pipeline.ingest import (
     HETREC_TABLES,
     load_configured_source,
@@ -19,9 +20,14 @@ from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, Synt
 from recsys_assets.storage import recording_version
 
 
-def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.SourceAsset:
+def plays_source_asset(
+    data: DataSettings,
+    synthetic: SyntheticSettings,
+    automation_condition: dg.AutomationCondition | None = None,
+) -> dg.SourceAsset:
     @dg.observable_source_asset(
         group_name="ingest",
+        automation_condition=automation_condition,
         description=f"The {data.source} input, observed by content fingerprint: a new dump "
         "(different content) makes everything downstream stale; touching the file does not.",
     )
@@ -91,6 +97,10 @@ def raw_plays_asset(
 def build_ingest_assets(settings: Settings) -> list:
     synthetic = settings.synthetic if settings.data.source == "synthetic" else None
     return [
-        plays_source_asset(settings.data, settings.synthetic),
+        plays_source_asset(
+            settings.data,
+            settings.synthetic,
+            observe_on(settings.schedule.cron, settings.schedule.timezone),
+        ),
         raw_plays_asset(settings.data, synthetic, loader_sql_hash(), settings.runtime),
     ]

@@ -1,0 +1,73 @@
+"""Declarative automation that follows the refresh's wave rule, so Dagster's daemon finishes a cascade
+on its own and each asset page shows how the asset is kept fresh.
+
+An asset is *due* when it is missing, its code version changed, or a parent's data version
+changed since it was last requested or materialized. A due asset runs only when no ancestor may still
+change (none is due, requested in this tick, or running): one wave per tick, so a child never runs on a
+parent whose new version is still coming, and a parent that rebuilt to the same data version stops the
+cascade (nothing below it becomes due). The observable input is observed on the ``[schedule]`` cron.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+
+AC = dg.AutomationCondition
+
+
+def due() -> dg.AutomationCondition:
+    """Missing (and its last run did not fail), or something new to build from: a new code version
+    or a parent's new data version, latched until the asset is requested or materialized."""
+    changed = AC.code_version_changed() | AC.any_deps_match(AC.data_version_changed())
+    return changed.since_last_handled() | (AC.missing() & ~AC.execution_failed())
+
+
+def _may_change(levels: int) -> dg.AutomationCondition:
+    """True for an asset that may still get a new data version: due, requested now, running, or
+    (``levels`` more generations up) with an ancestor that may."""
+    busy = due() | AC.will_be_requested() | AC.in_progress()
+    return busy if levels <= 1 else busy | AC.any_deps_match(_may_change(levels - 1))
+
+
+def wave_condition(depth: int) -> dg.AutomationCondition:
+    """The wave rule for a graph whose longest path has ``depth`` edges (ancestors are looked up
+    ``depth`` generations deep)."""
+    return (
+        due() & ~AC.in_progress() & ~AC.any_deps_missing() & ~AC.any_deps_match(_may_change(max(depth, 1)))
+    ).with_label("wave refresh: due, and no ancestor may still change")
+
+
+def graph_depth(assets: Sequence[dg.AssetsDefinition | dg.SourceAsset]) -> int:
+    """Edges on the longest dependency path among ``assets``."""
+    parents: dict[dg.AssetKey, set[dg.AssetKey]] = {}
+    for a in assets:
+        if isinstance(a, dg.AssetsDefinition):
+            for key in a.keys:
+                parents[key] = set(a.asset_deps.get(key, ()))
+        else:
+            parents[a.key] = set()
+    memo: dict[dg.AssetKey, int] = {}
+
+    def depth(key: dg.AssetKey) -> int:
+        if key not in memo:
+            memo[key] = max((depth(p) + 1 for p in parents.get(key, ()) if p in parents), default=0)
+        return memo[key]
+
+    return max((depth(k) for k in parents), default=0)
+
+
+def observe_on(cron: str, timezone: str) -> dg.AutomationCondition:
+    """For the observable input: observe it once per tick of ``cron``."""
+    return AC.cron_tick_passed(cron, timezone).since_last_handled().with_label(f"observe on {cron}")
+
+
+def with_wave_automation(assets: list) -> list:
+    """``assets`` with the wave rule attached to every materializable asset (the observable input
+    gets :func:`observe_on` where it is defined)."""
+    condition = wave_condition(graph_depth(assets))
+    return [
+        a.map_asset_specs(lambda spec: spec.replace_attributes(automation_condition=condition))
+        if isinstance(a, dg.AssetsDefinition) and a.is_materializable
+        else a
+        for a in assets
+    ]
