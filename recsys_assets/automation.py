@@ -34,7 +34,7 @@ def wave_condition(depth: int) -> dg.AutomationCondition:
     ``depth`` generations deep)."""
     return (
         due() & ~AC.in_progress() & ~AC.any_deps_missing() & ~AC.any_deps_match(_may_change(max(depth, 1)))
-    ).with_label("wave refresh: due, and no ancestor may still change")
+    ).with_label("wave refresh")
 
 
 def graph_depth(assets: Sequence[dg.AssetsDefinition | dg.SourceAsset]) -> int:
@@ -57,8 +57,9 @@ def graph_depth(assets: Sequence[dg.AssetsDefinition | dg.SourceAsset]) -> int:
 
 
 def observe_on(cron: str, timezone: str) -> dg.AutomationCondition:
-    """For the observable input: observe it once per tick of ``cron``."""
-    return AC.cron_tick_passed(cron, timezone).since_last_handled().with_label(f"observe on {cron}")
+    """For the observable input: observe it once per tick of ``cron``, and when never observed."""
+    never = AC.missing() & ~AC.in_progress() & ~AC.execution_failed()
+    return (AC.cron_tick_passed(cron, timezone).since_last_handled() | never).with_label(f"observe on {cron}")
 
 
 def with_wave_automation(assets: list) -> list:

@@ -105,3 +105,29 @@ def test_after_a_refresh_the_automation_requests_nothing(materialized):
     assert requested == set()
     spec = defs.resolve_assets_def("published_catalog").specs_by_key[dg.AssetKey("published_catalog")]
     assert spec.automation_condition is not None
+
+
+def test_the_input_is_observed_first_and_then_on_the_cron(tmp_path):
+    """On a fresh instance the first tick observes the input, nothing else (every asset waits for it);
+    the next observation comes with the next tick of the `[schedule]` cron, not before."""
+    import datetime as dt
+
+    from recsys_assets.definitions import build_definitions
+    from tests.conftest import tiny_settings
+
+    defs = build_definitions(tiny_settings(schedule={"cron": "0 3 * * *"}), tmp_path)
+    source = dg.AssetKey("plays_source")
+    with dg.instance_for_test() as instance:
+        start = dt.datetime(2026, 12, 1, 12, tzinfo=dt.UTC)
+        first = dg.evaluate_automation_conditions(defs=defs, instance=instance, evaluation_time=start)
+        assert first.get_num_requested(source) == 1 and first.total_requested == 1
+        instance.report_runless_asset_event(dg.AssetObservation(source, tags={}))
+        later = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=start + dt.timedelta(hours=1), cursor=first.cursor
+        )
+        assert later.get_num_requested(source) == 0
+        assert later.get_num_requested(dg.AssetKey("raw_plays")) == 1  # the input is there now
+        next_day = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, evaluation_time=start + dt.timedelta(days=1), cursor=later.cursor
+        )
+        assert next_day.get_num_requested(source) == 1
