@@ -12,14 +12,30 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from recsys_assets.dagster_internals_ui import is_unsynced
+
 AC = dg.AutomationCondition
+SENSOR = "recsys_wave_refresh"
+
+
+class Unsynced(dg.AutomationCondition):
+    """Dagster's "unsynced" status, the one ``recsys refresh`` and the UI's "Materialize unsynced"
+    use: a new code version, or a parent's data version newer than the one this asset was built
+    from. A state, not an event: a change made while the automation was stopped still counts."""
+
+    @property
+    def name(self) -> str:
+        return "unsynced"
+
+    def evaluate(self, context) -> dg.AutomationResult:
+        if is_unsynced(context.asset_graph_view, context.asset_graph, context.key):
+            return dg.AutomationResult(context, context.candidate_subset)
+        return dg.AutomationResult(context, context.get_empty_subset())
 
 
 def due() -> dg.AutomationCondition:
-    """Missing (and its last run did not fail), or something new to build from: a new code version
-    or a parent's new data version, latched until the asset is requested or materialized."""
-    changed = AC.code_version_changed() | AC.any_deps_match(AC.data_version_changed())
-    return changed.since_last_handled() | (AC.missing() & ~AC.execution_failed())
+    """Unsynced, or missing (unless its last run failed: no retry loop)."""
+    return Unsynced() | (AC.missing() & ~AC.execution_failed())
 
 
 def _may_change(levels: int) -> dg.AutomationCondition:
@@ -60,6 +76,17 @@ def observe_on(cron: str, timezone: str) -> dg.AutomationCondition:
     """For the observable input: observe it once per tick of ``cron``, and when never observed."""
     never = AC.missing() & ~AC.in_progress() & ~AC.execution_failed()
     return (AC.cron_tick_passed(cron, timezone).since_last_handled() | never).with_label(f"observe on {cron}")
+
+
+def wave_sensor() -> dg.AutomationConditionSensorDefinition:
+    """The sensor that evaluates the wave rule (in the code server: :class:`Unsynced` is ours).
+    Starts stopped; start it in the UI's Automation tab."""
+    return dg.AutomationConditionSensorDefinition(
+        SENSOR,
+        target=dg.AssetSelection.all(include_sources=True),
+        use_user_code_server=True,
+        description="Refreshes stale assets in waves, like `recsys refresh` (see README, The UI).",
+    )
 
 
 def with_wave_automation(assets: list) -> list:

@@ -12,7 +12,7 @@ from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
-from recsys_assets.automation import with_wave_automation
+from recsys_assets.automation import wave_sensor, with_wave_automation
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
@@ -92,6 +92,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         asset_checks=checks,
         jobs=[job],
         schedules=[build_schedule(settings, job)],
+        sensors=[wave_sensor()],
         resources=build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B"),
         # Steps share one process: no per-step interpreter start, numba compiles once per run.
         executor=dg.in_process_executor,

@@ -131,3 +131,15 @@ def test_the_input_is_observed_first_and_then_on_the_cron(tmp_path):
             defs=defs, instance=instance, evaluation_time=start + dt.timedelta(days=1), cursor=later.cursor
         )
         assert next_day.get_num_requested(source) == 1
+
+
+def test_a_change_made_while_the_automation_was_stopped_still_counts():
+    """Staleness is a state: the first tick after new content arrived (e.g. by `recsys refresh` of a
+    parent alone) still requests the child."""
+    VERSIONS.update(a="1", b="1", c="1")
+    with dg.instance_for_test() as instance:
+        _run(instance, {"a", "b", "c"})
+        VERSIONS["a"] = "3"
+        _run(instance, {"a"})
+        requested, _ = _tick(instance, None)
+        assert requested == {"b"}
