@@ -7,6 +7,7 @@ from recsys_assets.core.weighting import (
     bm25_weight,
     confidence_weight,
     idf,
+    log_weight,
     tfidf_weight,
     weight_user_items,
 )
@@ -86,8 +87,28 @@ def test_idf_never_negative_for_a_column_in_every_row():
         (lambda X: weight_user_items(X, "bm25", "sideways"), "orientation"),
         (lambda X: bm25_weight(X.toarray()), "sparse"),
         (lambda X: bm25_weight(-X), "non-negative"),
+        (lambda X: log_weight(X, epsilon=0.0), "epsilon"),
+        (lambda X: log_weight(X, epsilon=float("nan")), "epsilon"),
     ],
 )
 def test_bad_parameters_raise(call, message):
     with pytest.raises(WeightingError, match=message):
         call(_plays())
+
+
+def test_log_weight_is_log_of_one_plus_count_over_epsilon():
+    X = sp.csr_matrix(np.array([[0.0, 3.0, 1.0], [8.0, 0.0, 0.0]]))
+    W = log_weight(X, epsilon=2.0)
+    # log(1 + 3/2), log(1 + 1/2), log(1 + 8/2), by hand
+    expected = np.array([[0.0, 0.9162907, 0.4054651], [1.6094379, 0.0, 0.0]])
+    np.testing.assert_allclose(W.toarray(), expected, rtol=1e-6)
+    assert W.dtype == np.float32
+    assert W.nnz == X.nnz
+
+
+def test_log_scheme_ignores_orientation_and_matches_log_weight():
+    X = _plays(seed=3)
+    a = weight_user_items(X, "log", "artist_user", epsilon=0.5)
+    b = weight_user_items(X, "log", "user_artist", epsilon=0.5)
+    np.testing.assert_array_equal(a.toarray(), b.toarray())
+    np.testing.assert_array_equal(a.toarray(), log_weight(X, epsilon=0.5).toarray())

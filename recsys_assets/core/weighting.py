@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-Scheme = Literal["raw", "bm25", "tfidf", "confidence"]
+Scheme = Literal["raw", "bm25", "tfidf", "confidence", "log"]
 Orientation = Literal["artist_user", "user_artist"]
 
 
@@ -114,6 +114,20 @@ def confidence_weight(
     return X
 
 
+def log_weight(X: sp.spmatrix, epsilon: float = 1.0) -> sp.csr_matrix:
+    """Log scaling of play counts: ``w_ij = log(1 + x_ij / epsilon)``.
+
+    Damps heavy listening without an IDF term; ``epsilon > 0`` sets where counts start to be compressed
+    (counts far below ``epsilon`` stay about ``x / epsilon``). Element-wise, so orientation does not
+    matter. Returns float32 CSR, same pattern as ``X``.
+    """
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        raise WeightingError(f"log epsilon must be a finite number > 0, got {epsilon}")
+    X = _checked_csr(X)
+    X.data = np.log1p(X.data.astype(np.float64) / epsilon).astype(np.float32)
+    return X
+
+
 def weight_user_items(
     user_items: sp.spmatrix,
     scheme: Scheme = "bm25",
@@ -130,7 +144,8 @@ def weight_user_items(
 
     ``orientation="artist_user"`` treats artists as the documents (the matrix is transposed,
     weighted, transposed back); ``"user_artist"`` treats users as the documents. ``raw`` returns the
-    counts as float32. Shapes and sparsity pattern are preserved.
+    counts as float32; ``log`` is :func:`log_weight` with ``epsilon`` (element-wise, like ``confidence``,
+    so orientation does not matter). Shapes and sparsity pattern are preserved.
     """
     if orientation not in ("artist_user", "user_artist"):
         raise WeightingError(f"orientation must be 'artist_user' or 'user_artist', got {orientation!r}")
@@ -139,12 +154,14 @@ def weight_user_items(
         return X
     if scheme == "confidence":
         return confidence_weight(X, alpha=alpha, scale=scale, epsilon=epsilon)
+    if scheme == "log":
+        return log_weight(X, epsilon=epsilon)
     if scheme == "bm25":
         weigh = lambda M: bm25_weight(M, k1=k1, b=b)  # noqa: E731
     elif scheme == "tfidf":
         weigh = lambda M: tfidf_weight(M, tf=tf)  # noqa: E731
     else:
-        raise WeightingError(f"unknown weighting scheme {scheme!r}; use raw, bm25, tfidf or confidence")
+        raise WeightingError(f"unknown weighting scheme {scheme!r}; use raw, bm25, tfidf, confidence or log")
     if orientation == "user_artist":
         return weigh(X)
     weighted = weigh(X.T.tocsr()).T.tocsr()

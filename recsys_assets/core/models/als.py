@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from recsys_assets.core.als import fit_als
 from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.foldin import fold_in_als
 from recsys_assets.core.models import Model, Progress
 from recsys_assets.core.sections import NonNegativeFloat, PositiveFloat, PositiveInt, Section, Seed
 
@@ -60,6 +61,11 @@ def fit(
     )
 
 
+def fold_in(row: sp.csr_matrix, factors: FactorSet, settings: AlsSettings) -> np.ndarray:
+    """A new user's vector from their row of the weighted matrix: the exact ALS user step."""
+    return fold_in_als(row, factors.item_factors, settings.alpha, settings.regularization)
+
+
 MODEL = Model(
     name="als",
     description="Implicit ALS (Hu, Koren & Volinsky 2008; conjugate-gradient solver of Takacs et al. 2011) "
@@ -67,4 +73,5 @@ MODEL = Model(
     settings=AlsSettings,
     fit=fit,
     kinds=("numba",),
+    fold_in=fold_in,
 )
