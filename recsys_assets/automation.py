@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from recsys_assets.dagster_internals_ui import is_unsynced
+from recsys_assets.dagster_internals import is_unsynced
 
 AC = dg.AutomationCondition
 SENSOR = "recsys_wave_refresh"

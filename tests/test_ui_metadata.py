@@ -164,3 +164,14 @@ def test_report_states_dataset_provenance_and_metric_meanings(materialized):
         assert "full AUC" in text and "implicit" in text and "weighted by its held-out value" in text
     seed_cells = re.findall(r"<td>per_user-[0-9.]+</td><td>(\d+)</td>", page)
     assert seed_cells and set(seed_cells) == {str(settings.evaluation.seed)}
+
+
+def test_refresh_runs_are_recorded_in_the_workspace_code_location(materialized):
+    """What the Overview timeline needs: each run of `recsys refresh` names the code location
+    `recsys ui` serves (runs of `execute_in_process` name none and the timeline skips them)."""
+    _, _, _, instance, result = materialized
+    runs = [instance.get_run_by_id(run_id) for run_id in result.run_ids]
+    assert runs
+    for run in runs:
+        assert run.remote_job_origin.repository_origin.code_location_origin.location_name == "recsys"
+        assert run.remote_job_origin.repository_origin.repository_name == "__repository__"
