@@ -270,6 +270,10 @@ def cmd_ui(args: argparse.Namespace) -> None:
         os.environ[SETTINGS_ENV] = str(config.resolve())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
     print(f"DAGSTER_HOME={home}; open http://127.0.0.1:{args.port}")
+    # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (package dagster-dg-cli, which wants a `dg`
+    # project layout); this project stays on `dagster dev -w workspace.yaml`: hide that one warning.
+    hide = "ignore:Function `dev_command` is superseded"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), hide]))
     # `dagster dev` started from a script can ignore SIGINT: restore the default before exec.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.chdir(workspace.parent)

@@ -2,7 +2,9 @@
 
 Dagster has no public API yet for what a wave refresh needs: the stale/missing status the UI's
 "Materialize unsynced" computes, the data version recorded on an event, the status of an asset check's
-latest execution, and the user's exception inside a recorded step failure. Each is wrapped here in a
+latest execution, and the user's exception inside a recorded step failure; for the UI, the same
+stale status inside an automation condition's evaluation, and an in-process run recorded in the
+workspace's code location (so the Overview timeline shows it). Each is wrapped here in a
 small function whose inputs and outputs are public Dagster types or plain Python, and
 ``tests/test_dagster_internals.py`` exercises every one against a real temporary instance, so a Dagster
 upgrade that moves or changes them fails that file and its tests, not the product.
@@ -10,9 +12,11 @@ upgrade that moves or changes them fails that file and its tests, not the produc
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import dagster as dg
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
@@ -21,16 +25,25 @@ from dagster._core.definitions.data_version import (
     StaleStatus,
     extract_data_version_from_entry,
 )
+from dagster._core.definitions.job_base import InMemoryJob
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
+from dagster._core.execution.api import execute_run
+from dagster._core.remote_origin import CodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._utils.error import SerializableErrorInfo
 
 __all__ = [
     "AssetCheckExecutionRecordStatus",
+    "CodeLocationOrigin",
     "StaleCause",
     "StalenessResolver",
     "data_version_of",
     "error_summary",
+    "execute_in_code_location",
+    "is_unsynced",
     "latest_check_failed",
+    "workspace_origin",
 ]
 
 Status = Literal["missing", "stale", "fresh"]
@@ -107,3 +120,62 @@ def error_summary(error: SerializableErrorInfo) -> str:
         text = ""
     text = " ".join(line.strip() for line in text.splitlines() if line.strip())
     return f"{name}: {text}" if text else name
+
+
+_last_evaluation: list[Any] = [None, None]  # an automation evaluation's asset graph view, its resolver
+
+
+def is_unsynced(asset_graph_view: Any, asset_graph: Any, key: dg.AssetKey) -> bool:
+    """Whether ``key`` is stale ("unsynced") inside an automation condition's evaluation, from its
+    context's ``asset_graph_view`` and ``asset_graph``: the resolver of :class:`StalenessResolver` on
+    the evaluation's own view (one per evaluation, reused for every key: it caches what it reads)."""
+    if _last_evaluation[0] is not asset_graph_view:
+        resolver = CachingStaleStatusResolver(
+            instance=asset_graph_view.instance, asset_graph=asset_graph, loading_context=asset_graph_view
+        )
+        _last_evaluation[:] = [asset_graph_view, resolver]
+    return _last_evaluation[1].get_status(key) == StaleStatus.STALE
+
+
+def workspace_origin(workspace: Path) -> CodeLocationOrigin | None:
+    """The origin of the first code location of ``workspace`` (a ``workspace.yaml``): the location
+    ``dagster dev -w workspace.yaml`` serves. ``None`` without that file (e.g. an installed wheel)."""
+    if not workspace.is_file():
+        return None
+    origins = WorkspaceFileTarget(paths=[str(workspace)]).create_origins()
+    return origins[0] if origins else None
+
+
+def execute_in_code_location(
+    job: dg.JobDefinition,
+    instance: dg.DagsterInstance,
+    origin: CodeLocationOrigin | None,
+    *,
+    asset_selection: Sequence[dg.AssetKey],
+    tags: Mapping[str, str],
+    run_config: Mapping[str, Any],
+) -> dg.JobExecutionResult | dg.ExecuteInProcessResult:
+    """Run ``job`` on ``asset_selection`` in this process, recorded as a run of ``job`` in the code
+    location ``origin`` (:func:`workspace_origin`), so the UI's Overview timeline and run pages
+    attribute it to that location like a run launched from the UI; ``execute_in_process`` records no
+    location. Without an origin, a plain ``execute_in_process``. Either result has ``success``,
+    ``run_id`` and ``all_events``; a failing step fails the run, it does not raise."""
+    if origin is None:
+        return job.execute_in_process(
+            instance=instance,
+            asset_selection=list(asset_selection),
+            tags=dict(tags),
+            run_config=dict(run_config),
+            raise_on_error=False,
+        )
+    remote = RemoteJobOrigin(RemoteRepositoryOrigin(origin, SINGLETON_REPOSITORY_NAME), job.name)
+    # What execute_in_process runs: the job in one process, subset to the selection.
+    job = job.as_ephemeral_job(resource_defs={}, input_values={}, asset_selection=frozenset(asset_selection))
+    run = instance.create_run_for_job(
+        job_def=job,
+        run_config=dict(run_config),
+        tags=dict(tags),
+        asset_selection=frozenset(asset_selection),
+        remote_job_origin=remote,
+    )
+    return execute_run(InMemoryJob(job), run, instance, raise_on_error=False)

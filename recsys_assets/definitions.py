@@ -11,6 +11,7 @@ from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
+from recsys_assets.automation import wave_sensor, with_wave_automation
 from recsys_assets.cron import is_valid_cron_string
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
@@ -83,12 +84,15 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     # Publishing waits for every check of the graph: a failed one keeps the previous generation.
     check_keys = sorted({key for a in [*assets, *checks] for key in getattr(a, "check_keys", ())}, key=str)
     assets += build_publish_assets(settings, check_keys)
+    # The daemon (when its automation sensor is started) refreshes in the same waves as `recsys refresh`.
+    assets = with_wave_automation(assets)
     job = build_refresh_job(settings, home)
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[job],
         schedules=[build_schedule(settings, job)],
+        sensors=[wave_sensor()],
         resources=build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B"),
         # Steps share one process: no per-step interpreter start, numba compiles once per run.
         executor=dg.in_process_executor,

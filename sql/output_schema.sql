@@ -57,8 +57,11 @@ CREATE TABLE IF NOT EXISTS evaluation (
     split VARCHAR NOT NULL,
     metric VARCHAR NOT NULL,
     k INTEGER,
-    value DOUBLE NOT NULL
+    value DOUBLE NOT NULL,
+    split_seed BIGINT
 );
+-- Warehouses made before the column existed get it (NULL for their earlier rows).
+ALTER TABLE evaluation ADD COLUMN IF NOT EXISTS split_seed BIGINT;
 
 -- Internal: the data version of each asset's latest warehouse write (NULL while a write is in progress)
 -- and the artifact files written with it (JSON: name -> content hash). Written in the same transaction as

@@ -3,6 +3,8 @@ exercised against a real temporary instance. A Dagster upgrade that changes one 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
@@ -12,7 +14,9 @@ from recsys_assets.dagster_internals import (
     StalenessResolver,
     data_version_of,
     error_summary,
+    execute_in_code_location,
     latest_check_failed,
+    workspace_origin,
 )
 
 
@@ -112,3 +116,83 @@ def test_error_summary_unwraps_dagster_errors_to_the_users_exception():
 )
 def test_cron_validation_uses_dagsters_schedule_check(cron, valid):
     assert is_valid_cron_string(cron) is valid
+
+
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+def test_workspace_origin_is_the_location_dagster_dev_serves(tmp_path):
+    origin = workspace_origin(WORKSPACE)
+    assert origin is not None and origin.location_name == "recsys"
+    assert workspace_origin(tmp_path / "workspace.yaml") is None
+
+
+@pytest.mark.parametrize("with_origin", [True, False])
+def test_execute_in_code_location_records_the_location(with_origin):
+    origin = workspace_origin(WORKSPACE) if with_origin else None
+    job = _defs("1").resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = execute_in_code_location(
+            job,
+            instance,
+            origin,
+            asset_selection=[dg.AssetKey("parent")],
+            tags={"who": "test"},
+            run_config={},
+        )
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags["who"] == "test" and run.asset_selection == {dg.AssetKey("parent")}
+        materialized = [
+            e for e in result.all_events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        ]
+        assert [e.asset_key for e in materialized] == [dg.AssetKey("parent")]
+        assert instance.get_latest_materialization_event(dg.AssetKey("child")) is None
+        if with_origin:
+            repository = run.remote_job_origin.repository_origin
+            assert repository.code_location_origin.location_name == "recsys"
+            assert repository.repository_name == "__repository__" and run.job_name == job.name
+        else:
+            assert run.remote_job_origin is None
+
+
+def test_execute_in_code_location_reports_a_failed_step_without_raising():
+    job = _defs("1", child_fails=True).resolve_implicit_global_asset_job_def()
+    with dg.instance_for_test() as instance:
+        result = execute_in_code_location(
+            job,
+            instance,
+            workspace_origin(WORKSPACE),
+            asset_selection=[dg.AssetKey("parent"), dg.AssetKey("child")],
+            tags={},
+            run_config={},
+        )
+        assert not result.success
+        failures = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        assert [e.step_key for e in failures] == ["child"]
+        assert "line 3: bad value" in error_summary(failures[0].event_specific_data.error)
+
+
+def test_is_unsynced_inside_an_automation_evaluation():
+    """`is_unsynced` reads the evaluation's own view: the child of a parent with a new code version
+    (re-materialized) is unsynced; the condition built on it (recsys_assets.automation) requests it."""
+    from recsys_assets.automation import Unsynced
+
+    def defs(version: str) -> list:
+        @dg.asset(code_version=version)
+        def parent() -> None:
+            return None
+
+        @dg.asset(code_version="1", deps=[parent], automation_condition=Unsynced())
+        def child() -> None:
+            return None
+
+        return [parent, child]
+
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(defs("1"), instance=instance).success
+        before = dg.evaluate_automation_conditions(defs=defs("1"), instance=instance)
+        assert before.get_num_requested(dg.AssetKey("child")) == 0
+        assert dg.materialize(defs("2"), instance=instance, selection=["parent"]).success
+        after = dg.evaluate_automation_conditions(defs=defs("2"), instance=instance)
+        assert after.get_num_requested(dg.AssetKey("child")) == 1

@@ -1,15 +1,19 @@
 """Answers: related artists, recommendations and alias candidates of every enabled model."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import reads_settings, table_version
+from recsys_assets.assets._tables import table_metadata
 from recsys_assets.pipeline.answers import (
     alias_table,
     planted_alias_recall,
     recommendation_frame,
+    recommendation_preview,
     related_lists,
     related_preview,
 )
@@ -24,6 +28,17 @@ from recsys_assets.settings import (
     Settings,
     SyntheticSettings,
 )
+
+# Where the id columns of the answer tables come from (column lineage in the UI).
+ARTIST_LINEAGE = {"artist_id": [("raw_plays", "artist_id")], "related_id": [("raw_plays", "artist_id")]}
+USER_ARTIST_LINEAGE = {"user_id": [("raw_plays", "user_id")], "artist_id": [("raw_plays", "artist_id")]}
+ALIAS_LINEAGE = {
+    "artist_id": [("raw_plays", "artist_id")],
+    "alias_id": [("raw_plays", "artist_id")],
+    "shared_listeners": [("raw_plays", "user_id"), ("raw_plays", "artist_id")],
+    "artist_listeners": [("raw_plays", "user_id"), ("raw_plays", "artist_id")],
+    "alias_listeners": [("raw_plays", "user_id"), ("raw_plays", "artist_id")],
+}
 
 
 def _ins(models: tuple[str, ...], *suffixes: str) -> dict[str, dg.AssetIn]:
@@ -58,6 +73,7 @@ def related_artists_asset(
         "the ANN index ([related] method), with ANN recall@10 against exact checked on a sample.",
     )
     def related_artists(warehouse: DuckDBResource, store: RecsysStore, **inputs) -> dg.MaterializeResult:
+        started = time.perf_counter()
         frames, recalls, methods, query = [], {}, {}, {}
         for m in models:
             ref = inputs[f"{m}_ann_index"]
@@ -72,11 +88,14 @@ def related_artists_asset(
             replace_table(conn, "related_artists", table)
             preview = related_preview(conn, model=models[0])
             version = table_version(conn, "related_artists")
+            tables = table_metadata(conn, "related_artists", lineage=ARTIST_LINEAGE)
         passed = all(r >= related.min_recall_at_10 for r in recalls.values())
         recall_metadata = {f"recall_at_10_{m}": r for m, r in recalls.items()}
         return dg.MaterializeResult(
             data_version=version,
-            metadata={"dagster/row_count": len(table), f"preview_{models[0]}": dg.MetadataValue.md(preview)}
+            metadata=tables
+            | {f"preview_{models[0]}": dg.MetadataValue.md(preview)}
+            | {"seconds": round(time.perf_counter() - started, 3)}
             | recall_metadata
             | query
             | {f"method_{m}": method for m, method in methods.items()},
@@ -106,6 +125,7 @@ def recommendations_asset(
     def recommendations(
         warehouse: DuckDBResource, play_matrix: sp.csr_matrix, **inputs
     ) -> dg.MaterializeResult:
+        started = time.perf_counter()
         frames = [
             recommendation_frame(
                 inputs[f"{m}_factors"],
@@ -122,7 +142,12 @@ def recommendations_asset(
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, "recommendations", table)
             version = table_version(conn, "recommendations")
-        return dg.MaterializeResult(data_version=version, metadata={"dagster/row_count": len(table)})
+            metadata = table_metadata(conn, "recommendations", lineage=USER_ARTIST_LINEAGE)
+            metadata[f"preview_{models[0]}"] = dg.MetadataValue.md(
+                recommendation_preview(conn, model=models[0])
+            )
+        metadata["seconds"] = round(time.perf_counter() - started, 3)
+        return dg.MaterializeResult(data_version=version, metadata=metadata)
 
     return recommendations
 
@@ -152,6 +177,7 @@ def artist_aliases_asset(
     def artist_aliases(
         warehouse: DuckDBResource, store: RecsysStore, play_matrix: sp.csr_matrix, **inputs
     ) -> dg.MaterializeResult:
+        started = time.perf_counter()
         frames = []
         for m in models:
             ref = inputs[f"{m}_ann_index"]
@@ -168,10 +194,11 @@ def artist_aliases_asset(
                 )
             )
         table = pd.concat(frames, ignore_index=True)
-        metadata: dict = {"dagster/row_count": len(table)}
         with warehouse_connection(warehouse) as conn:
             replace_table(conn, "artist_aliases", table)
             version = table_version(conn, "artist_aliases")
+            metadata = table_metadata(conn, "artist_aliases", lineage=ALIAS_LINEAGE)
+        metadata["seconds"] = round(time.perf_counter() - started, 3)
         if synthetic is not None:
             metadata |= planted_alias_recall(table, synthetic)
         return dg.MaterializeResult(data_version=version, metadata=metadata)

@@ -1,8 +1,8 @@
 """Evaluation: a held-out split, every enabled model refitted on train, metrics against baselines,
 a report."""
 
-import base64
 import datetime as dt
+import time
 from typing import Any
 
 import dagster as dg
@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, markdown_table, reads_settings
+from recsys_assets.assets._tables import table_metadata
 from recsys_assets.core import metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
@@ -43,6 +44,28 @@ REPORT_FILE = "evaluation_report.html"
 
 def split_name(split_params: dict) -> str:
     return f"{split_params['split']}-{split_params['test_fraction']:g}"
+
+
+def dataset_facts(data: DataSettings, split: Split) -> dict[str, object]:
+    """What the evaluation measured: the source, and its users, artists and (user, artist) plays."""
+    source = data.source if not data.path else f"{data.source}: {data.path}"
+    return {
+        "source": source,
+        "users": int(split.train.shape[0]),
+        "artists": int(split.train.shape[1]),
+        "plays": int(split.train.nnz + split.test.nnz),
+        "train plays": int(split.train.nnz),
+        "held-out plays": int(split.test.nnz),
+    }
+
+
+def numeric_metrics(rows: list[dict]) -> dict[str, float]:
+    """``<model>/<metric>[@k]`` -> value: numbers the asset page's Plots tab charts across runs."""
+    out = {}
+    for row in rows:
+        name = row["metric"] if row.get("k") is None else f"{row['metric']}@{row['k']}"
+        out[f"{row['model']}/{name}"] = float(row["value"])
+    return out
 
 
 @reads_settings("train_test_split-2")
@@ -106,7 +129,7 @@ def eval_factor_asset(
     return _eval
 
 
-@reads_settings("evaluation_report-3")
+@reads_settings("evaluation_report-4")
 def report_asset(
     models: tuple[str, ...],
     transform_sections: tuple,
@@ -124,6 +147,7 @@ def report_asset(
     sections = dict(transform_sections)
     hetrec = data.source == "hetrec"
     name_of_split = split_name(split_params)
+    seed = int(split_params["seed"])
     # What shaped every evaluation number besides the model's own settings.
     provenance = (data, weighting, split_params)
 
@@ -134,9 +158,12 @@ def report_asset(
         group_name="evaluation",
         kinds={"duckdb", "html"},
         code_version=code_version,
-        description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model (RMSE and MAE of the "
-        "held-out values for value-predicting models) against popularity and random baselines (random: "
-        "exact expectations); accumulates in the `evaluation` table; HTML report with charts.",
+        description="Precision, recall, MAP, NDCG, AUC (the full AUC over every non-train artist, not "
+        "implicit's top-k estimate), MPR (weighted by the held-out play counts) and coverage per model "
+        "(RMSE and MAE of the held-out values for value-predicting models) against popularity and random "
+        "baselines (random: exact expectations); each as `<model>/<metric>@k` metadata (Plots tab); "
+        "accumulates in the `evaluation` table with the settings fingerprint and split seed; the report "
+        "(dataset, provenance, charts) is the `report` entry and an HTML file.",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
@@ -145,6 +172,7 @@ def report_asset(
         train_test_split: Split,
         **inputs,
     ) -> dg.MaterializeResult:
+        started = time.perf_counter()
         split = train_test_split
         check_evaluation_k(k, split.train.shape[1], where)
         rows: list[dict] = []
@@ -193,33 +221,49 @@ def report_asset(
             ]
             table = pd.DataFrame(table_rows).assign(run_at=run_at)
             table["k"] = table["k"].astype("Int64")  # NULL where a metric has no cut-off
+            # NULL for numbers measured on all data (no split).
+            table["split_seed"] = pd.array(
+                [None if s == "all" else seed for s in table["split"]], dtype="Int64"
+            )
             extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
+            dataset = dataset_facts(data, split)
             html = report.html_report(
-                "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
+                "recsys evaluation",
+                rows,
+                losses,
+                extra,
+                generated_at=run_at.isoformat(" ", "seconds"),
+                dataset=dataset,
+                split_seed=seed,
             ).encode()
             # The rows and the report's hash (the data version) commit together; the report file follows,
             # so a kill in between leaves a file that differs from the ledger and the asset re-runs.
             version = bytes_hash(html)
             write_evaluation(conn, table, version, REPORT_FILE)
+            tables = table_metadata(conn, "evaluation")
         html_path = store.artifact_path(REPORT_FILE)
         with atomic_path(html_path) as tmp:
             tmp.write_bytes(html)
         ranking_rows = [r for r in rows if r["metric"] in REPORT_METRICS]
-        chart = base64.b64encode(report.metrics_chart_png(ranking_rows)).decode()
-        metadata = {
-            "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
-            "chart": dg.MetadataValue.md(f"![metrics](data:image/png;base64,{chart})"),
-            "html_report": dg.MetadataValue.path(str(html_path)),
-            "split": name_of_split,
-            "k": k,
-        }
+        charts = {"Ranking metrics by model": report.metrics_chart_png(ranking_rows)}
         if losses:
-            loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
-            metadata["loss_curves"] = dg.MetadataValue.md(
-                f"![training loss](data:image/png;base64,{loss_chart})"
-            )
+            charts["Training loss"] = report.loss_curve_png(losses)
+        metadata = (
+            numeric_metrics(rows + [{**r, "metric": "related_tag_similarity", "k": k} for r in tag_rows])
+            | {
+                "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
+                "report": dg.MetadataValue.md(report.report_markdown(rows, dataset, seed, charts)),
+                "html_report": dg.MetadataValue.path(str(html_path)),
+                "split": name_of_split,
+                "split_seed": seed,
+                "k": k,
+            }
+            | {f"dataset/{key.replace(' ', '_')}": v for key, v in dataset.items() if isinstance(v, int)}
+            | tables
+        )
         if tag_rows:
             metadata["related_tag_similarity"] = markdown_table(tag_rows)
+        metadata["seconds"] = round(time.perf_counter() - started, 3)
         context.log.info(f"evaluation written to {html_path}")
         return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
 

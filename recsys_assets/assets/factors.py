@@ -1,5 +1,6 @@
 """Factor sets: one asset per enabled model of the registry, as an artifact and DuckDB tables."""
 
+import time
 from typing import Any
 
 import dagster as dg
@@ -7,6 +8,7 @@ import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, reads_settings
+from recsys_assets.assets._tables import other_tables, table_metadata
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
 from recsys_assets.pipeline.factors import ensure_finite, factor_summary, fit_model
@@ -18,7 +20,7 @@ from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, Weig
 INPUT_ASSETS = {"weighted": "weighted_matrix", "plays": "play_matrix"}
 
 
-def factor_output(factors: FactorSet, warehouse: DuckDBResource) -> dg.Output:
+def factor_output(factors: FactorSet, warehouse: DuckDBResource, seconds: float | None = None) -> dg.Output:
     """Validate a fitted factor set, write its DuckDB tables, and wrap it as the asset's output with a
     content-hash data version (validation first: non-finite factors never reach the tables). The tables
     carry that version in the ledger, so a run killed before its output is recorded is detected."""
@@ -26,8 +28,14 @@ def factor_output(factors: FactorSet, warehouse: DuckDBResource) -> dg.Output:
     version = data_version(factors.user_factors, factors.item_factors)
     with warehouse_connection(warehouse) as conn:
         write_factor_tables(conn, factors, version.value)
+        mine = ("model = ?", [factors.model])
+        tables = table_metadata(
+            conn, "artist_factors", *mine, lineage={"artist_id": [("raw_plays", "artist_id")]}
+        ) | other_tables(conn, ["user_factors"], *mine)
     values, texts = factor_summary(factors)
-    metadata = values | {name: dg.MetadataValue.md(text) for name, text in texts.items()}
+    metadata = tables | values | {name: dg.MetadataValue.md(text) for name, text in texts.items()}
+    if seconds is not None:
+        metadata["seconds"] = round(seconds, 3)
     return dg.Output(factors, data_version=version, metadata=metadata)
 
 
@@ -63,11 +71,12 @@ def factor_asset(
     def _factors(
         context: dg.AssetExecutionContext, matrix: sp.csr_matrix, warehouse: DuckDBResource
     ) -> dg.Output[FactorSet]:
+        started = time.perf_counter()
         check_model(model, model_settings, matrix.shape, where)
         factors = fit_model(
             model, matrix, model_settings, runtime.threads, log=context.log.info, provenance=sources
         )
-        return factor_output(factors, warehouse)
+        return factor_output(factors, warehouse, time.perf_counter() - started)
 
     return _factors
 

@@ -1,19 +1,31 @@
 """Ingest: the observed input (file or synthetic settings) and the raw play triples in DuckDB."""
 
+import time
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import markdown_table, reads_settings, table_version
-from recsys_assets.pipeline.ingest import load_configured_source, loader_sql_hash, source_fingerprint
+from recsys_assets.assets._tables import other_tables, table_metadata
+from recsys_assets.automation import observe_on
+from recsys_assets.pipeline.ingest import (
+    HETREC_TABLES,
+    load_configured_source,
+    loader_sql_hash,
+    source_fingerprint,
+)
 from recsys_assets.progress import Progress
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, SyntheticSettings
 from recsys_assets.storage import recording_version
 
 
-def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.AssetsDefinition:
+def plays_source_asset(
+    data: DataSettings,
+    synthetic: SyntheticSettings,
+    automation_condition: dg.AutomationCondition | None = None,
+) -> dg.AssetsDefinition:
     # multi_observable_source_asset, not observable_source_asset: Dagster 1.13 converts the latter through
     # the deprecated OpDefinition.version, a DeprecationWarning in every user's log.
     @dg.multi_observable_source_asset(
@@ -21,6 +33,7 @@ def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.A
             dg.AssetSpec(
                 "plays_source",
                 group_name="ingest",
+                automation_condition=automation_condition,
                 description=f"The {data.source} input, observed by content fingerprint: a new dump "
                 "(different content) makes everything downstream stale; touching the file does not.",
             )
@@ -56,6 +69,7 @@ def raw_plays_asset(
         "rejects (file, line, reason, raw text) and a load log.",
     )
     def raw_plays(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         with warehouse_connection(warehouse) as conn:
             # The loaders commit their own transaction: the ledger marks the load in progress around it.
             with recording_version(conn, "raw_plays") as done:
@@ -66,14 +80,17 @@ def raw_plays_asset(
             reasons = conn.execute(
                 "SELECT reason, count(*) AS lines FROM rejects GROUP BY reason ORDER BY lines DESC LIMIT 20"
             ).fetchall()
+            secondary = ["users", "artists", "rejects"]
+            secondary += list(HETREC_TABLES) if data.source == "hetrec" else []
+            tables = table_metadata(conn, "plays") | other_tables(conn, secondary)
         context.log.info(
             f"loaded {report.rows_loaded:,} of {report.lines_read:,} lines "
             f"({report.rows_rejected:,} rejected, {report.duplicates_merged:,} duplicate pairs merged)"
         )
         return dg.MaterializeResult(
             data_version=version,
-            metadata={
-                "dagster/row_count": report.n_plays,
+            metadata=tables
+            | {
                 "lines_read": report.lines_read,
                 "rows_loaded": report.rows_loaded,
                 "rows_rejected": report.rows_rejected,
@@ -82,6 +99,7 @@ def raw_plays_asset(
                 "artists": report.n_artists,
                 "source_file": str(report.source_file),
                 "reject_reasons": markdown_table([{"reason": r, "lines": n} for r, n in reasons]),
+                "seconds": round(time.perf_counter() - started, 3),
             },
         )
 
@@ -91,6 +109,10 @@ def raw_plays_asset(
 def build_ingest_assets(settings: Settings) -> list:
     synthetic = settings.synthetic if settings.data.source == "synthetic" else None
     return [
-        plays_source_asset(settings.data, settings.synthetic),
+        plays_source_asset(
+            settings.data,
+            settings.synthetic,
+            observe_on(settings.schedule.cron, settings.schedule.timezone),
+        ),
         raw_plays_asset(settings.data, synthetic, loader_sql_hash(), settings.runtime),
     ]

@@ -29,6 +29,8 @@ __all__ = [
     "loss_curve_png",
     "metrics_chart_png",
     "metrics_markdown",
+    "provenance_rows",
+    "report_markdown",
     "related_tag_similarity",
     "tag_profiles",
 ]
@@ -101,7 +103,8 @@ def metrics_chart_png(rows: list[dict]) -> bytes:
     models, columns, values = _table(rows)
     if not models:
         raise ReportError("no metric rows to chart")
-    fig = _figure(figsize=(max(6.0, 1.1 * len(columns) * max(1.0, len(models) / 3)), 4.2), dpi=110)
+    # At most 8 x 110 = 880 px wide: the chart fits the Dagster metadata pane and its dialog unscrolled.
+    fig = _figure(figsize=(min(8.0, max(6.0, 1.1 * len(columns) * max(1.0, len(models) / 3))), 4.2), dpi=110)
     ax = fig.add_subplot()
     width = 0.8 / len(models)
     x = np.arange(len(columns))
@@ -143,6 +146,51 @@ def loss_curve_png(losses: dict[str, list[float]]) -> bytes:
     return _png(fig)
 
 
+# What two numbers of the report mean, so they are not compared with a library's namesakes by mistake.
+GLOSSARY = {
+    "auc": "full AUC: the probability that a held-out artist of a user ranks above a random artist the user "
+    "never played, over every non-train artist (not implicit's `auc`, a top-k estimate)",
+    "mpr": "mean percentile rank of the held-out artists (0 = top, 0.5 = random), each weighted by its "
+    "held-out value (play count); `mpr_unweighted` counts every held-out pair once",
+}
+
+
+def provenance_rows(rows: list[dict], split_seed: int | None) -> list[dict]:
+    """One row per model: the settings fingerprint and split (with its seed) its numbers come from."""
+    seen: dict[str, dict] = {}
+    for row in rows:
+        split = row.get("split", "")
+        seen.setdefault(
+            str(row["model"]),
+            {
+                "model": str(row["model"]),
+                "settings_fingerprint": str(row.get("settings_fingerprint", "")),
+                "split": str(split),
+                "split_seed": "–" if split_seed is None or split == "all" else str(split_seed),
+            },
+        )
+    return list(seen.values())
+
+
+def report_markdown(
+    rows: list[dict], dataset: dict[str, object], split_seed: int | None, charts: dict[str, bytes]
+) -> str:
+    """The report as markdown for the Dagster UI: dataset, provenance, metric table, glossary and the
+    ``charts`` (title -> PNG) as data-URL images."""
+    lines = ["### Dataset", "", "| | |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in dataset.items()]
+    lines += ["", "### Where each number comes from", ""]
+    provenance = provenance_rows(rows, split_seed)
+    lines += ["| " + " | ".join(provenance[0]) + " |", "|---|---|---|---|"]
+    lines += ["| " + " | ".join(r.values()) + " |" for r in provenance]
+    lines += ["", "### Metrics", "", metrics_markdown(rows)]
+    lines += [f"- **{name}**: {text}" for name, text in GLOSSARY.items()]
+    for title, png in charts.items():
+        data = base64.b64encode(png).decode("ascii")
+        lines += ["", f"### {title}", "", f"![{title}](data:image/png;base64,{data})"]
+    return "\n".join(lines) + "\n"
+
+
 def _html_table(records: list[dict]) -> str:
     columns: dict[str, None] = {}
     for record in records:
@@ -171,10 +219,14 @@ def html_report(
     losses: dict[str, list[float]],
     extra_tables: dict[str, list[dict]],
     generated_at: str,
+    dataset: dict[str, object] | None = None,
+    split_seed: int | None = None,
 ) -> str:
-    """A self-contained HTML page: metric table (models x ``metric@k``), metric chart, loss chart, and
-    one table per ``extra_tables`` entry (columns = union of the records' keys). Charts are embedded
-    as base64 PNG data URLs, so the page needs no other file. Empty ``losses`` omits the loss chart.
+    """A self-contained HTML page: the ``dataset`` it measured (name -> value), the settings
+    fingerprint, split and ``split_seed`` behind each model's numbers, metric table (models x
+    ``metric@k``) with what ``auc`` and ``mpr`` mean, metric chart, loss chart, and one table per
+    ``extra_tables`` entry (columns = union of the records' keys). Charts are embedded as base64 PNG
+    data URLs, so the page needs no other file. Empty ``losses`` omits the loss chart.
     """
     models, columns, values = _table(rows)
     if not models:
@@ -190,8 +242,20 @@ def html_report(
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Generated {html.escape(generated_at)}</p>",
+    ]
+    if dataset:
+        parts += ["<h2>Dataset</h2>", _html_table([{"": k, "value": v} for k, v in dataset.items()])]
+    parts += [
+        "<h2>Where each number comes from</h2>",
+        _html_table(provenance_rows(rows, split_seed)),
         "<h2>Ranking metrics</h2>",
         _html_table(metric_records),
+        "<ul>"
+        + "".join(
+            f"<li><b>{html.escape(n)}</b>: {html.escape(t).replace('`', '')}</li>"
+            for n, t in GLOSSARY.items()
+        )
+        + "</ul>",
         _img(metrics_chart_png(rows), "ranking metrics by model"),
     ]
     if any(len(v) for v in losses.values()):

@@ -117,6 +117,36 @@ def related_preview(
     return "\n".join(lines)
 
 
+def recommendation_preview(conn: Any, model: str, users: int = 5, n: int = 5) -> str:
+    """Markdown preview: the most active users, the artists they play most and their top
+    recommendations, by name."""
+    rows = conn.execute(
+        f"""
+        WITH top AS (
+            SELECT user_id FROM plays GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT {users}
+        ),
+        played AS (
+            SELECT user_id, artist_id, row_number() OVER (PARTITION BY user_id ORDER BY plays DESC, artist_id) AS r
+            FROM plays JOIN top USING (user_id)
+        ),
+        favourites AS (
+            SELECT p.user_id, string_agg(a.name, ', ' ORDER BY p.r) AS names
+            FROM played p JOIN artists a USING (artist_id) WHERE p.r <= 3 GROUP BY p.user_id
+        )
+        SELECT u.user_key, f.names, string_agg(a.name, ', ' ORDER BY r.rank)
+        FROM top JOIN recommendations r USING (user_id)
+        JOIN users u USING (user_id) JOIN artists a ON a.artist_id = r.artist_id
+        JOIN favourites f USING (user_id)
+        WHERE r.model = ? AND r.rank <= {n}
+        GROUP BY u.user_key, f.names ORDER BY u.user_key
+        """,
+        [model],
+    ).fetchall()
+    lines = ["| user | plays most | recommended |", "|---|---|---|"]
+    lines += [f"| {u} | {f} | {r} |" for u, f, r in rows]
+    return "\n".join(lines)
+
+
 def alias_table(
     factors: FactorSet,
     plays: sp.csr_matrix,

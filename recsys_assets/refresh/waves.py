@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from recsys_assets.dagster_internals import error_summary
+from recsys_assets.dagster_internals import error_summary, execute_in_code_location, workspace_origin
 from recsys_assets.refresh.guard import (
     exclusive,
     fail_dead_runs,
@@ -29,6 +29,9 @@ from recsys_assets.refresh.planning import (
 )
 
 REFRESH_TAG = "recsys/refresh"
+# The workspace `recsys ui` serves: refresh runs are recorded in its code location, so the UI's
+# Overview timeline shows them beside the runs launched from the UI.
+WORKSPACE_FILE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 
 class RefreshFailedError(RuntimeError):
@@ -47,7 +50,7 @@ class RefreshResult:
         return [key for wave in self.waves for key in wave]
 
 
-def failure_message(run: dg.ExecuteInProcessResult) -> str | None:
+def failure_message(run: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> str | None:
     """Why an in-process run failed, on one line, or ``None`` if it succeeded with every check passing.
 
     Failed asset checks come first (what depends on them did not run); otherwise
@@ -151,12 +154,13 @@ def observe_sources(
         or latest_observed_version(instance, key) != current[key.to_user_string()]
     ]
     if keys:
-        run = _job(defs, show_errors).execute_in_process(
-            instance=instance,
+        run = execute_in_code_location(
+            _job(defs, show_errors),
+            instance,
+            workspace_origin(WORKSPACE_FILE),
             asset_selection=keys,
             tags={REFRESH_TAG: "observe", **process_tags()},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
         )
         message = failure_message(run)
         if message:
@@ -205,6 +209,7 @@ def run_waves(
 ) -> RefreshResult:
     """Materialize, wave by wave, the stale (and ``forced``) assets that are ready, until none is left."""
     job = _job(defs, show_errors)
+    origin = workspace_origin(WORKSPACE_FILE)
     tags = {REFRESH_TAG: "wave", **process_tags()}
     result = RefreshResult()
     notes: list[str] = []
@@ -221,11 +226,12 @@ def run_waves(
             break
         for key, why in todo.items():
             log(f"wave {wave_number}: {key} <- {why}")
-        run = job.execute_in_process(
-            instance=instance,
+        run = execute_in_code_location(
+            job,
+            instance,
+            origin,
             asset_selection=[dg.AssetKey.from_user_string(k) for k in todo],
             tags=tags,
-            raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
         )
         result.waves.append(todo)
