@@ -182,3 +182,88 @@ def test_whole_graph_on_a_standalone_cluster(tmp_path):
                 active.stop()
     assert set(materialized) == {k.to_user_string() for k in materializable_keys(defs)}
     _check_spark_outputs(defs, instance, tmp_path / "home")
+
+
+def test_spark_assets_take_their_stages_from_the_pyspark_resource(tmp_path, monkeypatch):
+    """The four Spark assets called directly with a stand-in for the Spark stages (no JVM): each passes
+    its inputs to the right stage, with the session of the ``pyspark`` resource, and returns the
+    stage's result in the shape its single-machine twin does."""
+    import numpy as np
+    import scipy.sparse as sp
+    from dagster_duckdb import DuckDBResource
+
+    from recsys_assets.assets import spark as spark_assets
+    from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.core.split import random_split
+    from recsys_assets.resources import RecsysStore
+
+    rng = np.random.default_rng(0)
+    X = sp.random(30, 20, density=0.3, format="csr", random_state=0, dtype=np.float32)
+    X.data[:] = rng.integers(1, 9, X.nnz)
+    factors = FactorSet(
+        model="als",
+        user_factors=rng.random((30, 4), np.float32),
+        item_factors=rng.random((20, 4), np.float32),
+        curves={"spark": {"fit_seconds": [1.5], "reg_param": [0.1], "alpha": [2.0]}},
+    )
+    seen = []
+
+    class Stages:
+        def weighted_matrix(self, conn, shape, weighting):
+            seen.append(("weighted_matrix", shape, weighting.scheme))
+            return X * 2
+
+        def als_factors_of(self, matrix, als):
+            seen.append(("als_factors_of", matrix.shape, als.factors))
+            return factors
+
+        def recommendations(self, f, played, n):
+            seen.append(("recommendations", f.model, played.shape, n))
+            ids = np.tile(np.arange(n, dtype=np.int32), (played.shape[0], 1))
+            return ids, np.ones_like(ids, dtype=np.float32)
+
+        def evaluation(self, train, test, weighting, als, k):
+            seen.append(("evaluation", train.shape, k))
+            return factors, {"k": float(k), "precision": 0.25, "n_users": 30.0}
+
+    session = object()
+
+    class Resource:
+        spark_session = session
+
+    def stages(pyspark, engine, home):
+        assert pyspark.spark_session is session and home == str(tmp_path)
+        return Stages()
+
+    monkeypatch.setattr(spark_assets, "spark_stages", stages)
+    settings = tiny_settings(engine=LOCAL_TWO, recommend={"n": 3}, evaluation={"k": 5})
+    defs = build_definitions(settings, tmp_path)
+    graph = {a.key.to_user_string(): a for a in defs.assets if hasattr(a, "key")}
+    resources = {
+        "warehouse": DuckDBResource(database=str(tmp_path / "warehouse.duckdb")),
+        "store": RecsysStore(home=str(tmp_path)),
+        "pyspark": Resource(),
+    }
+    W = graph["weighted_matrix"](
+        play_matrix=X, **{k: resources[k] for k in ("warehouse", "store", "pyspark")}
+    )
+    assert (W.value != X * 2).nnz == 0 and W.metadata["engine"].value == "spark local[2]"
+    out = graph["als_factors"](matrix=W.value, **resources)
+    assert out.value is factors and out.metadata["spark_fit_seconds"].value == 1.5
+    assert out.value.curves == {}  # Spark's fit record moved to the metadata
+    recs = graph["recommendations"](play_matrix=X, als_factors=factors, lsa_factors=factors, **resources)
+    assert recs.metadata["dagster/row_count"] == 2 * 30 * 3
+    split = random_split(X, test_fraction=0.2, seed=0)
+    context = dg.build_asset_context()
+    ev = graph["eval_als_factors"](
+        context, train_test_split=split, store=resources["store"], pyspark=Resource()
+    )
+    assert ev.metadata["spark_precision"].value == 0.25 and ev.metadata["k"].value == 5
+    assert [s[0] for s in seen] == [
+        "weighted_matrix",
+        "als_factors_of",
+        "recommendations",
+        "recommendations",
+        "evaluation",
+    ]
+    assert seen[2][3] == 3 and seen[-1][2] == 5
