@@ -13,6 +13,7 @@ from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
 from recsys_assets.automation import wave_sensor, with_wave_automation
 from recsys_assets.cron import is_valid_cron_string
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
@@ -66,11 +67,27 @@ def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefi
     return refresh_schedule
 
 
+def spark_resource(engine: EngineSettings) -> dg.ConfigurableResource:
+    """The ``pyspark`` resource of ``[engine] kind = "spark"``, after the checks that need no JVM (pyspark
+    importable, Java 17+, master reachable), so a bad setup fails here in one line
+    (:class:`~recsys_assets.engines.spark.SparkEngineError`) before any asset runs. The session starts
+    when the first Spark asset asks for it."""
+    from recsys_assets.engines import spark
+
+    spark.preflight(engine)
+    from dagster_pyspark import LazyPySparkResource
+
+    return LazyPySparkResource(spark_config=spark.session_config(engine))
+
+
 def build_definitions(settings: Settings | None = None, home: Path | None = None) -> dg.Definitions:
     """Definitions for ``settings`` (default: the settings file in force) rooted at ``home``
     (default ``$RECSYS_HOME``)."""
     settings = settings if settings is not None else load_settings()
     home = Path(home) if home is not None else recsys_home()
+    resources = build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B")
+    if settings.engine.kind == "spark":
+        resources["pyspark"] = spark_resource(settings.engine)
     assets = [
         *build_ingest_assets(settings),
         *build_matrix_assets(settings),
@@ -93,7 +110,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
         jobs=[job],
         schedules=[build_schedule(settings, job)],
         sensors=[wave_sensor()],
-        resources=build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B"),
+        resources=resources,
         # Steps share one process: no per-step interpreter start, numba compiles once per run.
         executor=dg.in_process_executor,
     )

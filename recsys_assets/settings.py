@@ -55,6 +55,7 @@ from recsys_assets.core.sections import (  # noqa: F401  (re-exported: the setti
     parse_size,
     physical_memory_bytes,
 )
+from recsys_assets.engines.settings import EngineSettings  # noqa: F401  (re-exported)
 
 SETTINGS_ENV = "RECSYS_CONFIG"
 HOME_ENV = "RECSYS_HOME"
@@ -338,6 +339,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
     # Model name -> its settings section, for every registered model (enabled or not).
     model_sections: dict[str, Section] = field(default_factory=_default_model_sections)
     # Where the settings came from (None = built-in defaults); not a setting itself.

@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.warehouse import markdown_rows, table_hash
 from recsys_assets.settings import RuntimeSettings, fingerprint
 from recsys_assets.storage import content_hash
@@ -21,14 +22,15 @@ def reads_settings(code: str) -> Callable:
     """Decorator of an asset builder whose arguments are the settings it reads: the builder gets
     ``code_version=`` computed from exactly those arguments, so a setting it reads is in its
     fingerprint by construction. :class:`RuntimeSettings` (threads, memory) is left out: it never
-    changes a result; so is the keyword ``where`` (the settings file, named in error messages)."""
+    changes a result; so is the keyword ``where`` (the settings file, named in error messages). An
+    :class:`EngineSettings` counts as its :meth:`~EngineSettings.fingerprint_part`."""
 
     def decorate(build: Callable) -> Callable:
         @functools.wraps(build)
         def builder(*args: Any, **kwargs: Any) -> Any:
-            parts = [a for a in args if not isinstance(a, RuntimeSettings)]
+            parts = [_part(a) for a in args if not isinstance(a, RuntimeSettings)]
             parts += [
-                (k, v)
+                (k, _part(v))
                 for k, v in sorted(kwargs.items())
                 if k != "where" and not isinstance(v, RuntimeSettings)
             ]
@@ -37,6 +39,10 @@ def reads_settings(code: str) -> Callable:
         return builder
 
     return decorate
+
+
+def _part(value: Any) -> Any:
+    return value.fingerprint_part() if isinstance(value, EngineSettings) else value
 
 
 def data_version(*values: Any) -> dg.DataVersion:

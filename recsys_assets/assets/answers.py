@@ -9,6 +9,8 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import reads_settings, table_version
 from recsys_assets.assets._tables import table_metadata
+from recsys_assets.assets.spark import spark_recommendations_asset
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.answers import (
     alias_table,
     planted_alias_recall,
@@ -113,15 +115,27 @@ def related_artists_asset(
 
 @reads_settings("recommendations-3")
 def recommendations_asset(
-    models: tuple[str, ...], recommend: RecommendSettings, runtime: RuntimeSettings, *, code_version: str
+    models: tuple[str, ...],
+    recommend: RecommendSettings,
+    engine: EngineSettings,
+    runtime: RuntimeSettings,
+    *,
+    code_version: str,
 ) -> dg.AssetsDefinition:
-    @dg.asset(
-        ins=_ins(models, "factors") | {"play_matrix": dg.AssetIn()},
-        group_name="answers",
-        kinds={"duckdb"},
-        code_version=code_version,
-        description=f"Top-{recommend.n} artists per user per model (exact inner product), played artists removed.",
-    )
+    """``engine``: with kind spark every model's lists are scored on Spark (:mod:`recsys_assets.assets.spark`)."""
+    spec = {
+        "name": "recommendations",
+        "ins": _ins(models, "factors") | {"play_matrix": dg.AssetIn()},
+        "group_name": "answers",
+        "kinds": {"duckdb"},
+        "code_version": code_version,
+        "description": f"Top-{recommend.n} artists per user per model (exact inner product), played "
+        "artists removed.",
+    }
+    if engine.kind == "spark":
+        return spark_recommendations_asset(spec, models, recommend.n, engine)
+
+    @dg.asset(**spec)
     def recommendations(
         warehouse: DuckDBResource, play_matrix: sp.csr_matrix, **inputs
     ) -> dg.MaterializeResult:
@@ -211,6 +225,6 @@ def build_answer_assets(settings: Settings) -> list:
     synthetic = settings.synthetic if settings.data.source == "synthetic" else None
     return [
         related_artists_asset(models, settings.related, settings.ann.seed, runtime),
-        recommendations_asset(models, settings.recommend, runtime),
+        recommendations_asset(models, settings.recommend, settings.engine, runtime),
         artist_aliases_asset(models, settings.aliases, settings.related, synthetic, runtime),
     ]

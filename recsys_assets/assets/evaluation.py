@@ -13,10 +13,12 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, markdown_table, reads_settings
 from recsys_assets.assets._tables import table_metadata
+from recsys_assets.assets.spark import SPARK_MODEL, spark_eval_als_asset
 from recsys_assets.core import metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
 from recsys_assets.core.split import Split
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.evaluation import (
     REPORT_METRICS,
     make_split,
@@ -101,21 +103,28 @@ def eval_factor_asset(
     sources: tuple,
     runtime: RuntimeSettings,
     *,
+    engine: EngineSettings | None = None,
+    k: int | None = None,
     where: str | None = None,
     code_version: str,
 ) -> dg.AssetsDefinition:
     """``eval_{name}_factors``: the model refitted on the train matrix. ``sources``: the data and
-    weighting the model's input depends on, and the split parameters."""
+    weighting the model's input depends on, and the split parameters. ``engine`` only for the model
+    Spark can fit (``als``): with kind spark it is refitted on Spark, with Spark's top-``k`` metrics
+    ([evaluation] k, passed only then) in its metadata (:mod:`recsys_assets.assets.spark`)."""
     model = get_model(name)
     weighting = next((s for s in sources if isinstance(s, WeightingSettings)), None)
+    spec = {
+        "name": f"eval_{name}_factors",
+        "group_name": "evaluation",
+        "kinds": set(model.kinds),
+        "code_version": code_version,
+        "description": f"{name} refitted on the train matrix with the production settings.",
+    }
+    if engine is not None and engine.kind == "spark":
+        return spark_eval_als_asset(spec, model_settings, sources, weighting, k, engine, where)
 
-    @dg.asset(
-        name=f"eval_{name}_factors",
-        group_name="evaluation",
-        kinds=set(model.kinds),
-        code_version=code_version,
-        description=f"{name} refitted on the train matrix with the production settings.",
-    )
+    @dg.asset(**spec)
     def _eval(context: dg.AssetExecutionContext, train_test_split: Split) -> dg.Output[FactorSet]:
         train = train_test_split.train
         matrix = apply_weighting(train, weighting) if model.input == "weighted" else train
@@ -278,9 +287,12 @@ def build_evaluation_assets(settings: Settings) -> list:
     for name in models:
         weighted = get_model(name).input == "weighted"
         sources = (settings.data, settings.weighting) if weighted else (settings.data,)
+        engine: dict = {}
+        if name == SPARK_MODEL:  # the model the engine fits; on Spark its metrics read k too
+            engine = {"engine": settings.engine} | ({"k": ev.k} if settings.engine.kind == "spark" else {})
         evals.append(
             eval_factor_asset(
-                name, settings.model_settings(name), (*sources, split_params), runtime, where=where
+                name, settings.model_settings(name), (*sources, split_params), runtime, where=where, **engine
             )
         )
     return [

@@ -9,8 +9,10 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, reads_settings
 from recsys_assets.assets._tables import other_tables, table_metadata
+from recsys_assets.assets.spark import SPARK_MODEL, spark_als_factors_asset
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.factors import ensure_finite, factor_summary, fit_model
 from recsys_assets.pipeline.warehouse import write_factor_tables
 from recsys_assets.resources import warehouse_connection
@@ -53,21 +55,26 @@ def factor_asset(
     sources: tuple[DataSettings | WeightingSettings, ...],
     runtime: RuntimeSettings,
     *,
+    engine: EngineSettings | None = None,
     where: str | None = None,
     code_version: str,
 ) -> dg.AssetsDefinition:
     """The ``{name}_factors`` asset: ``model_settings`` is the model's section, ``sources`` its
-    :func:`provenance`, ``where`` the settings file (for messages)."""
+    :func:`provenance`, ``where`` the settings file (for messages); ``engine`` only for the model Spark
+    can fit (``als``), which then fits on Spark with kind spark (:mod:`recsys_assets.assets.spark`)."""
     model = get_model(name)
+    spec = {
+        "name": f"{name}_factors",
+        "ins": {"matrix": dg.AssetIn(INPUT_ASSETS[model.input])},
+        "group_name": "factors",
+        "kinds": {*model.kinds, "duckdb"},
+        "code_version": code_version,
+        "description": f"{model.description} Also in DuckDB: artist_factors / user_factors.",
+    }
+    if engine is not None and engine.kind == "spark":
+        return spark_als_factors_asset(spec, model_settings, sources, engine, where, factor_output)
 
-    @dg.asset(
-        name=f"{name}_factors",
-        ins={"matrix": dg.AssetIn(INPUT_ASSETS[model.input])},
-        group_name="factors",
-        kinds={*model.kinds, "duckdb"},
-        code_version=code_version,
-        description=f"{model.description} Also in DuckDB: artist_factors / user_factors.",
-    )
+    @dg.asset(**spec)
     def _factors(
         context: dg.AssetExecutionContext, matrix: sp.csr_matrix, warehouse: DuckDBResource
     ) -> dg.Output[FactorSet]:
@@ -89,6 +96,7 @@ def build_factor_assets(settings: Settings) -> list:
             provenance(settings, model.name),
             settings.runtime,
             where=settings.source_file,
+            **({"engine": settings.engine} if model.name == SPARK_MODEL else {}),
         )
         for model in settings.enabled_models()
     ]

@@ -5,7 +5,9 @@ import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, reads_settings
+from recsys_assets.assets.spark import spark_weighted_matrix_asset
 from recsys_assets.core.loaders import read_play_matrix
+from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.matrices import apply_weighting, matrix_summary
 from recsys_assets.resources import warehouse_connection
 from recsys_assets.settings import Settings, WeightingSettings
@@ -29,13 +31,21 @@ def play_matrix_asset(*, code_version: str) -> dg.AssetsDefinition:
 
 
 @reads_settings("weighted_matrix-2")
-def weighted_matrix_asset(weighting: WeightingSettings, *, code_version: str) -> dg.AssetsDefinition:
-    @dg.asset(
-        group_name="matrices",
-        code_version=code_version,
-        description=f"Play matrix weighted with {weighting.scheme} ({weighting.orientation} orientation); "
+def weighted_matrix_asset(
+    weighting: WeightingSettings, engine: EngineSettings, *, code_version: str
+) -> dg.AssetsDefinition:
+    """``engine``: with kind spark the weighting runs on Spark (:mod:`recsys_assets.assets.spark`)."""
+    spec = {
+        "name": "weighted_matrix",
+        "group_name": "matrices",
+        "code_version": code_version,
+        "description": f"Play matrix weighted with {weighting.scheme} ({weighting.orientation} orientation); "
         "the matrix the ranking models factorise.",
-    )
+    }
+    if engine.kind == "spark":
+        return spark_weighted_matrix_asset(spec, weighting, engine)
+
+    @dg.asset(**spec)
     def weighted_matrix(play_matrix: sp.csr_matrix) -> dg.Output[sp.csr_matrix]:
         W = apply_weighting(play_matrix, weighting)
         metadata = matrix_summary(W) | {
@@ -50,4 +60,4 @@ def weighted_matrix_asset(weighting: WeightingSettings, *, code_version: str) ->
 
 
 def build_matrix_assets(settings: Settings) -> list:
-    return [play_matrix_asset(), weighted_matrix_asset(settings.weighting)]
+    return [play_matrix_asset(), weighted_matrix_asset(settings.weighting, settings.engine)]

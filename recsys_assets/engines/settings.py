@@ -47,6 +47,14 @@ class EngineSettings(Section):
         """The hand-off folder: ``data_uri``, or ``<home>/spark`` when it is empty (absolute path)."""
         return self.data_uri.rstrip("/") or str(Path(home).resolve() / DEFAULT_HANDOFF_DIR)
 
+    def fingerprint_part(self) -> tuple:
+        """What of the engine shapes a result, for the code versions of the assets it runs:
+        ``("local",)``, or ``("spark", master, conf)`` (not ``data_uri``: where files are handed over
+        changes no result)."""
+        if self.kind == "local":
+            return ("local",)
+        return ("spark", self.master, self.spark_conf())
+
     def spark_conf(self) -> dict[str, str]:
         """``conf`` as Spark wants it: every value a string (booleans lower-case, as Spark spells them)."""
         return {key: _spark_value(value) for key, value in sorted(self.conf.items())}
