@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from recsys_assets.core.models import registry
 from recsys_assets.settings import (
     CPU_COUNT,
     GiB,
@@ -381,12 +382,14 @@ def test_evaluation_k_beyond_the_catalogue_fails_at_the_asset_with_a_settings_er
 
 def test_enabled_models_must_be_registered_and_the_error_names_the_known_ones(tmp_path):
     cfg = tmp_path / "m.toml"
-    cfg.write_text('[models]\nenabled = ["als", "bpr"]\n')
+    cfg.write_text('[models]\nenabled = ["als", "nope"]\n')
     with pytest.raises(SettingsError) as caught:
         load_settings(cfg)
+    known = ", ".join(f'"{name}"' for name in registry())
+    assert known.startswith('"als", "lsa"')
     assert str(caught.value) == (
-        f'{cfg}: [models] enabled = ["als", "bpr"]: must be a non-empty array of distinct model names '
-        'out of "als", "lsa"'
+        f'{cfg}: [models] enabled = ["als", "nope"]: must be a non-empty array of distinct model names '
+        f"out of {known}"
     )
     for bad in ([], ["als", "als"], "als", [1]):
         with pytest.raises(SettingsError, match=r"\[models\] enabled"):
