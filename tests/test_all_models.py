@@ -49,6 +49,7 @@ def all_models(tmp_path_factory):
     return settings, home, instance, result
 
 
+@pytest.mark.slow
 def test_every_registered_model_reaches_every_table_the_report_and_the_cli(
     all_models, tmp_path, monkeypatch, capsys
 ):
@@ -94,6 +95,7 @@ def test_every_registered_model_reaches_every_table_the_report_and_the_cli(
         assert len(capsys.readouterr().out.strip().splitlines()) >= 4, name
 
 
+@pytest.mark.slow
 def test_a_model_with_its_own_score_is_ranked_by_it(all_models):
     """nets (mlp) recommends and is evaluated by its network: the stored lists are the network's top-n,
     not the dot product of its factors."""
