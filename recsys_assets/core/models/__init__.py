@@ -139,7 +139,7 @@ class Model:
 
 
 # Every model module, in the order models appear in tables and reports.
-MODULES: tuple[str, ...] = ("als", "lsa", "pmf", "gravity", "nets")
+MODULES: tuple[str, ...] = ("als", "lsa", "bpr", "lmf", "pmf", "gravity", "nets")
 
 
 @functools.cache
