@@ -124,6 +124,11 @@ def _encode(name: str, value: Any, arrays: dict[str, np.ndarray], meta: dict[str
     elif isinstance(value, np.ndarray):
         arrays[name] = value
         meta[name] = {"kind": "array"}
+    elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+        # Named arrays (e.g. a network's weights): one member each, the keys in the header.
+        for key, array in value.items():
+            arrays[f"{name}.{key}"] = array
+        meta[name] = {"kind": "arrays", "keys": list(value)}
     else:
         json.dumps(value)  # fails early, naming nothing half-written, if a field is not plain data
         meta[name] = {"kind": "json", "value": value}
@@ -137,6 +142,8 @@ def _decode(name: str, info: dict[str, Any], arrays: Mapping[str, np.ndarray]) -
         )
     if info["kind"] == "array":
         return arrays[name]
+    if info["kind"] == "arrays":
+        return {key: arrays[f"{name}.{key}"] for key in info["keys"]}
     return info["value"]
 
 

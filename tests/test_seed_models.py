@@ -67,7 +67,8 @@ def test_pmf_batch_gradients_match_finite_differences():
 
     k = users.size
     gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
-    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
+    lam_u, lam_i = np.full(n_users, lam), np.full(n_items, lam)
+    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss)
     summed = {name: np.zeros_like(a) for name, a in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi))}
     np.add.at(summed["X"], users, gX)
     np.add.at(summed["Y"], items, gY)
@@ -76,6 +77,38 @@ def test_pmf_batch_gradients_match_finite_differences():
     for name, array in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi)):
         np.testing.assert_allclose(summed[name], numeric_gradient(objective, array), rtol=1e-6, atol=1e-7)
     assert loss[:, 0].sum() == pytest.approx(objective(), rel=1e-12)
+
+
+def test_pmf_row_prior_counts_each_row_once_over_its_pairs():
+    """prior = "row": over a batch holding all of a row's pairs, the L2 shares add up to λ|row|^2 once
+    (the PMF MAP objective), and the gradients are that objective's."""
+    rng = np.random.default_rng(2)
+    n_users, n_items, f, lam, mu = 4, 5, 3, 0.8, 0.2
+    X, Y = rng.normal(size=(n_users, f)), rng.normal(size=(n_items, f))
+    bu, bi = rng.normal(size=n_users), rng.normal(size=n_items)
+    users = np.array([0, 0, 0, 1, 2, 2, 3], np.int32)
+    items = np.array([1, 2, 4, 1, 1, 0, 3], np.int32)
+    values = rng.normal(size=users.size)
+
+    def objective():  # sum of (r̂ - r)^2 + λ (sum over users once + sum over items once)
+        pred = mu + bu[users] + bi[items] + (X[users] * Y[items]).sum(1)
+        reg = (X**2).sum() + (Y**2).sum() + (bu**2).sum() + (bi**2).sum()
+        return ((pred - values) ** 2).sum() + lam * reg
+
+    lam_u = pmf_mod._pair_shares(lam, "row", np.bincount(users, minlength=n_users)).astype(np.float64)
+    lam_i = pmf_mod._pair_shares(lam, "row", np.bincount(items, minlength=n_items)).astype(np.float64)
+    k = users.size
+    gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
+    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss)
+    summed = {name: np.zeros_like(a) for name, a in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi))}
+    np.add.at(summed["X"], users, gX)
+    np.add.at(summed["Y"], items, gY)
+    np.add.at(summed["bu"], users, gb[:, 0])
+    np.add.at(summed["bi"], items, gb[:, 1])
+    for name, array in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi)):
+        np.testing.assert_allclose(summed[name], numeric_gradient(objective, array), rtol=1e-6, atol=1e-7)
+    # The shares are float32 (λ / n rounded: relative error <= 6e-8).
+    assert loss[:, 0].sum() == pytest.approx(objective(), rel=1e-6)
 
 
 def test_pmf_fits_reproducibly_and_validation_improves():

@@ -10,6 +10,7 @@ import duckdb
 import numpy as np
 import pytest
 
+from recsys_assets.core.models import registry
 from recsys_assets.settings import (
     CPU_COUNT,
     ColumnRef,
@@ -396,12 +397,14 @@ def test_evaluation_k_beyond_the_catalogue_fails_at_the_asset_with_a_settings_er
 
 def test_enabled_models_must_be_registered_and_the_error_names_the_known_ones(tmp_path):
     cfg = tmp_path / "m.toml"
-    cfg.write_text('[models]\nenabled = ["als", "bpr"]\n')
+    cfg.write_text('[models]\nenabled = ["als", "nope"]\n')
     with pytest.raises(SettingsError) as caught:
         load_settings(cfg)
+    known = ", ".join(f'"{name}"' for name in registry())
+    assert known.startswith('"als", "lsa"')
     assert str(caught.value) == (
-        f'{cfg}: [models] enabled = ["als", "bpr"]: must be a non-empty array of distinct model names '
-        'out of "als", "lsa"'
+        f'{cfg}: [models] enabled = ["als", "nope"]: must be a non-empty array of distinct model names '
+        f"out of {known}"
     )
     for bad in ([], ["als", "als"], "als", [1]):
         with pytest.raises(SettingsError, match=r"\[models\] enabled"):
@@ -413,10 +416,10 @@ def test_enabled_models_must_be_registered_and_the_error_names_the_known_ones(tm
     # Every registered model's table is read, enabled or not, and reads as an attribute too.
     assert settings.model_settings("lsa").factors == 7 == settings.lsa.factors
     assert settings.model_settings("als") == Settings().als
-    with pytest.raises(SettingsError, match="unknown model 'bpr'; known models: als, lsa"):
-        settings.model_settings("bpr")
+    with pytest.raises(SettingsError, match=f"unknown model 'nope'; known models: {', '.join(registry())}"):
+        settings.model_settings("nope")
     with pytest.raises(AttributeError):
-        _ = settings.bpr
+        _ = settings.nope
 
 
 def test_model_sections_stay_importable_from_their_model_modules():

@@ -41,6 +41,25 @@ def test_dataclass_and_sparse_round_trip(tmp_path):
     assert (plain != matrix).nnz == 0
 
 
+@register_artifact_type("test_weights")
+@dataclasses.dataclass
+class Weights:
+    weights: dict
+    empty: dict
+
+
+def test_a_dict_of_named_arrays_round_trips(tmp_path):
+    """A network's weights (FactorSet.network): each array a member; an empty dict stays plain data."""
+    weights = {"W1": np.ones((3, 2), np.float32), "b1": np.arange(2, dtype=np.float64)}
+    save_artifact(Weights(weights, {}), tmp_path / "w.npz")
+    loaded = load_artifact(tmp_path / "w.npz")
+    assert list(loaded.weights) == ["W1", "b1"] and loaded.empty == {}
+    for key, array in weights.items():
+        assert loaded.weights[key].dtype == array.dtype
+        np.testing.assert_array_equal(loaded.weights[key], array)
+    verify_artifact(tmp_path / "w.npz")
+
+
 def test_failed_write_keeps_previous_file_and_leaves_no_temp(tmp_path):
     target = tmp_path / "x.npz"
     save_artifact(sp.eye(3, format="csr"), target)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys_assets.core.topk import cosine_topk, normalize_rows, topk_dot
+from recsys_assets.core.topk import cosine_topk, normalize_rows, topk_dot, topk_scores
 
 
 def brute_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +42,51 @@ def test_matches_brute_force_with_exclusions_and_ties(data, block_rows, block_co
     assert idx.dtype == np.int32 and scores.dtype == np.float32
     np.testing.assert_array_equal(idx, ref_idx)
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 16])
+def test_topk_scores_matches_brute_force_of_any_score_function(data, block_rows):
+    queries, items = data
+    exclude = sp.random(70, 130, density=0.3, random_state=2, format="csr")
+    exclude.data[:] = 1.0
+    # A score that is not an inner product (the case this function exists for); integers make ties.
+    dense = np.abs(queries[:, None, :] - items[None, :, :]).sum(axis=2) * -1.0
+    calls = []
+
+    def score_fn(ids):
+        calls.append(ids.copy())
+        return dense[ids]
+
+    idx, scores = topk_scores(score_fn, 70, 130, 9, exclude=exclude, block_rows=block_rows)
+    masked = dense.astype(np.float32)
+    masked[exclude.toarray() != 0] = -np.inf
+    ref_idx, ref_scores = brute_topk(masked, 9)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(scores, ref_scores)
+    np.testing.assert_array_equal(np.concatenate(calls), np.arange(70))  # every query once, in order
+    if block_rows is not None:
+        assert max(len(c) for c in calls) <= block_rows
+    # An inner-product score ranks exactly as topk_dot does (ties and padding included).
+    dot_idx, dot_scores = topk_scores(lambda ids: queries[ids] @ items.T, 70, 130, 140, exclude=exclude)
+    ref = topk_dot(queries, items, 140, exclude=exclude)
+    np.testing.assert_array_equal(dot_idx, ref[0])
+    np.testing.assert_array_equal(dot_scores, ref[1])
+
+
+def test_topk_scores_blocks_follow_the_memory_budget_and_bad_scores_are_refused():
+    seen = []
+
+    def score_fn(ids):
+        seen.append(ids.size)
+        return np.zeros((ids.size, 100), np.float32)
+
+    # 2 copies x 4 bytes x 100 items = 800 bytes per query: a 4000-byte budget holds 5.
+    topk_scores(score_fn, 12, 100, 3, memory_budget_bytes=4000)
+    assert seen == [5, 5, 2]
+    with pytest.raises(ValueError, match="shape"):
+        topk_scores(lambda ids: np.zeros((ids.size, 99)), 3, 100, 2)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        topk_scores(lambda ids: np.full((ids.size, 100), np.nan), 3, 100, 2)
 
 
 def test_exclude_self_and_padding():

@@ -71,8 +71,9 @@ def related_artists_asset(
                 description=f"ANN recall@10 against exact cosine top-10 >= {related.min_recall_at_10} per model.",
             )
         ],
-        description=f"Top-{related.n} related artists of every artist for each model: exact cosine top-k or "
-        "the ANN index ([related] method), with ANN recall@10 against exact checked on a sample.",
+        description=f"Top-{related.n} related artists of every artist for each model by cosine of its artist "
+        "vectors (for nets' mlp: the artist embeddings): exact cosine top-k or the ANN index ([related] "
+        "method), with ANN recall@10 against exact checked on a sample.",
     )
     def related_artists(warehouse: DuckDBResource, store: RecsysStore, **inputs) -> dg.MaterializeResult:
         started = time.perf_counter()
@@ -129,8 +130,8 @@ def recommendations_asset(
         "group_name": "answers",
         "kinds": {"duckdb"},
         "code_version": code_version,
-        "description": f"Top-{recommend.n} artists per user per model (exact inner product), played "
-        "artists removed.",
+        "description": f"Top-{recommend.n} artists per user per model, played artists removed: exact, by "
+        "the model's own score (the network for nets' mlp), else the factors' inner product.",
     }
     if engine.kind == "spark":
         return spark_recommendations_asset(spec, models, recommend.n, engine)

@@ -187,9 +187,9 @@ def report_asset(
         rows: list[dict] = []
         fitted: list[FactorSet] = [inputs[f"eval_{m}_factors"] for m in models]
         for factors in fitted:
-            result = metrics.evaluate_factors(
-                factors.user_factors,
-                factors.item_factors,
+            model = get_model(factors.model)
+            result = model.evaluate(
+                factors,
                 split.train,
                 split.test,
                 k=k,
@@ -197,7 +197,6 @@ def report_asset(
                 memory_budget_bytes=runtime.memory_budget_bytes,
             )
             rows += metric_rows(factors.model, factors.settings_fingerprint, name_of_split, k, result)
-            model = get_model(factors.model)
             rows += value_metric_rows(model, sections.get(model.name), factors, split.test, name_of_split)
         # Baselines without a score GEMM: popularity ranks everyone by one shared sorted list (exactly the
         # rank-1 model's report); random's metrics are their exact expectations (no sample).

@@ -13,12 +13,14 @@ merely equals the current k-th best score always has a higher index than it and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numba
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 
 from recsys_assets.core.heap import sift_down, sort_best_first
-from recsys_assets.core.threads import numba_threads, resolve_threads
+from recsys_assets.core.threads import blas_threads, numba_threads, resolve_threads
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
@@ -28,6 +30,7 @@ __all__ = [
     "normalize_rows",
     "tile_shape",
     "topk_dot",
+    "topk_scores",
 ]
 
 DEFAULT_MEMORY_BUDGET = 1 << 30
@@ -110,6 +113,24 @@ def _topk_tiles(
                 if exclude_self and col0 <= q < col1:
                     row[q - col0] = -np.inf
                 _fold_row(row, col0, heap_s[q], heap_i[q])
+
+
+@numba.njit(cache=True, parallel=True)
+def _fold_score_block(
+    scores: np.ndarray,
+    r0: int,
+    ex_indptr: np.ndarray,
+    ex_indices: np.ndarray,
+    heap_s: np.ndarray,
+    heap_i: np.ndarray,
+) -> None:
+    """Fold full score rows (queries ``r0 + r``) into their heaps, excluded items set to -inf first."""
+    for r in numba.prange(scores.shape[0]):
+        q = r0 + r
+        row = scores[r]
+        for pos in range(ex_indptr[q], ex_indptr[q + 1]):
+            row[ex_indices[pos]] = -np.inf
+        _fold_row(row, 0, heap_s[q], heap_i[q])
 
 
 @numba.njit(cache=True, parallel=True)
@@ -208,25 +229,73 @@ def topk_dot(
         raise ValueError(f"k must be a positive integer, got {k!r}")
     rows, cols = tile_shape(n, m, threads, block_rows, block_cols, memory_budget_bytes)
     k = int(k)
-    if exclude is not None:
-        if not issparse(exclude):
-            raise TypeError(f"exclude must be a scipy sparse matrix, got {type(exclude).__name__}")
-        if exclude.shape != (n, m):
-            raise ValueError(f"exclude has shape {exclude.shape}, expected (n_queries, n_items) = {(n, m)}")
-        exclude = csr_matrix(exclude)
-        if not exclude.has_sorted_indices:
-            exclude = exclude.sorted_indices()
-        ex_indptr = exclude.indptr.astype(np.int64)
-        ex_indices = exclude.indices.astype(np.int32)
-    else:
-        ex_indptr = np.zeros(n + 1, dtype=np.int64)
-        ex_indices = np.zeros(0, dtype=np.int32)
-
+    ex_indptr, ex_indices = _exclusions(exclude, n, m)
     heap_s = np.full((n, k), -np.inf, dtype=np.float32)
     heap_i = np.full((n, k), -1, dtype=np.int32)
     with numba_threads(threads):
         if n and m:
             _topk_tiles(queries, items, ex_indptr, ex_indices, bool(exclude_self), rows, cols, heap_s, heap_i)
+        _sort_heaps(heap_s, heap_i)
+    return heap_i, heap_s
+
+
+def _exclusions(exclude: csr_matrix | None, n: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """(indptr int64, sorted indices int32) of the (n, m) sparse ``exclude``; empty rows when None."""
+    if exclude is None:
+        return np.zeros(n + 1, dtype=np.int64), np.zeros(0, dtype=np.int32)
+    if not issparse(exclude):
+        raise TypeError(f"exclude must be a scipy sparse matrix, got {type(exclude).__name__}")
+    if exclude.shape != (n, m):
+        raise ValueError(f"exclude has shape {exclude.shape}, expected (n_queries, n_items) = {(n, m)}")
+    exclude = csr_matrix(exclude)
+    if not exclude.has_sorted_indices:
+        exclude = exclude.sorted_indices()
+    return exclude.indptr.astype(np.int64), exclude.indices.astype(np.int32)
+
+
+def topk_scores(
+    score_fn: Callable[[np.ndarray], np.ndarray],
+    n_queries: int,
+    n_items: int,
+    k: int,
+    exclude: csr_matrix | None = None,
+    block_rows: int | None = None,
+    threads: int | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` items per query of a model given as ``score_fn(query_ids) -> (len(query_ids),
+    n_items)`` scores (for models that do not rank by an inner product, e.g. a neural network).
+
+    ``score_fn`` is called on consecutive blocks of at most ``block_rows`` query ids (ascending) under
+    ``threads`` BLAS threads; its rows are copied to float32 and must be finite. Without ``block_rows``, a
+    block holds as many queries (at most ``TILE_ROWS``) as fit twice (the function's result and the
+    float32 copy) in ``memory_budget_bytes``. ``exclude``, the result and its ties and padding are as in
+    :func:`topk_dot` (same heap: the two agree when ``score_fn`` is an inner product).
+    """
+    if int(k) != k or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if memory_budget_bytes < 1:
+        raise ValueError(f"memory_budget_bytes must be positive, got {memory_budget_bytes}")
+    if block_rows is None:
+        block_rows = max(1, min(TILE_ROWS, memory_budget_bytes // (2 * 4 * max(n_items, 1))))
+    if block_rows < 1:
+        raise ValueError(f"block_rows must be positive, got {block_rows}")
+    ex_indptr, ex_indices = _exclusions(exclude, n_queries, n_items)
+    heap_s = np.full((n_queries, int(k)), -np.inf, dtype=np.float32)
+    heap_i = np.full((n_queries, int(k)), -1, dtype=np.int32)
+    for r0 in range(0, n_queries, block_rows):
+        ids = np.arange(r0, min(r0 + block_rows, n_queries))
+        with blas_threads(threads):
+            scores = np.array(score_fn(ids), dtype=np.float32, order="C", copy=True)
+        if scores.shape != (ids.size, n_items):
+            raise ValueError(
+                f"score_fn returned shape {scores.shape} for {ids.size} queries; expected {(ids.size, n_items)}"
+            )
+        if not np.isfinite(scores).all():
+            raise ValueError("score_fn returned NaN or infinite scores")
+        with numba_threads(threads):
+            _fold_score_block(scores, r0, ex_indptr, ex_indices, heap_s, heap_i)
+    with numba_threads(threads):
         _sort_heaps(heap_s, heap_i)
     return heap_i, heap_s
 

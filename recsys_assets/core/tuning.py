@@ -3,7 +3,7 @@
 Validation. The tuner sees only the *training* part of the evaluation split: it carves a validation split
 out of it with :func:`~recsys_assets.core.split.per_user_holdout` (every user with at least ``min_items``
 train items hands ``validation_fraction`` of them to validation), fits each candidate on the rest and
-scores it with :func:`~recsys_assets.core.metrics.evaluate_factors` on the held-out part. The test part
+scores it with :meth:`~recsys_assets.core.models.Model.evaluate` on the held-out part. The test part
 the evaluation reports on is never an input (:func:`tune_split` takes a whole ``Split`` and reads only
 ``split.train``).
 
@@ -39,7 +39,6 @@ from typing import Annotated, Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_assets.core.metrics import evaluate_factors
 from recsys_assets.core.models import Model
 from recsys_assets.core.sections import NonNegativeInt, PositiveInt, Range, Section, Seed
 from recsys_assets.core.split import Split, per_user_holdout
@@ -344,9 +343,7 @@ def _evaluate(
         metrics, value = {}, math.nan
     else:
         factors = model.fit(matrix, settings, threads=threads)
-        report = evaluate_factors(
-            factors.user_factors, factors.item_factors, split.train, split.test, k=k, threads=threads
-        )
+        report = model.evaluate(factors, split.train, split.test, k=k, threads=threads)
         metrics = {
             name: float(getattr(report, name))
             for name in ("precision", "recall", "map", "ndcg", "auc", "mpr")

@@ -13,8 +13,9 @@ import scipy.sparse as sp
 from recsys_assets.core.aliases import DEFAULT_MEMORY_BUDGET, alias_candidates
 from recsys_assets.core.ann import AnnIndex, recall_at_k, related_items
 from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.models import get_model
 from recsys_assets.core.synthetic import generate_plays
-from recsys_assets.core.topk import cosine_topk, topk_dot
+from recsys_assets.core.topk import cosine_topk
 from recsys_assets.pipeline.indexes import IndexRef, answer_method, open_index
 from recsys_assets.settings import AliasSettings, RelatedSettings, SyntheticSettings
 
@@ -82,16 +83,12 @@ def recommendation_frame(
     threads: int,
     memory_budget: int,
 ) -> pd.DataFrame:
-    """Top-``n`` artists per user by inner product, artists in ``plays`` (users x artists) removed, as
-    a long table whose ``model`` column is categorical over ``models``; one fused pass per score tile
-    (GEMM + heap), tiles sized from ``memory_budget`` bytes."""
-    ids, scores = topk_dot(
-        factors.user_factors,
-        factors.item_factors,
-        n,
-        exclude=plays,
-        threads=threads,
-        memory_budget_bytes=memory_budget,
+    """Top-``n`` artists per user by the model's ranking (:meth:`Model.top_n`: its ``score`` hook when it
+    has one, else the inner product in one fused pass per score tile), artists in ``plays`` (users x
+    artists) removed, as a long table whose ``model`` column is categorical over ``models``; blocks sized
+    from ``memory_budget`` bytes."""
+    ids, scores = get_model(factors.model).top_n(
+        factors, n, exclude=plays, threads=threads, memory_budget_bytes=memory_budget
     )
     return top_n_frame(factors.model, ids, scores, "user_id", "artist_id", models=models)
 

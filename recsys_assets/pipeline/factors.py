@@ -73,6 +73,10 @@ def _png_markdown(title: str, png: bytes) -> str:
     return f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
+def _number(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
 def factor_summary(factors: FactorSet) -> tuple[dict[str, Any], dict[str, str]]:
     """What a person reads about a factor set: plain values, and markdown texts (the loss per
     iteration with its curve, named loss components and other curves, where the model has them)."""
@@ -105,6 +109,7 @@ def factor_summary(factors: FactorSet) -> tuple[dict[str, Any], dict[str, str]]:
         series = {name: list(s) for name, s in factors.loss_components.items() if s}
         texts["loss_components"] = _png_markdown("loss components", loss_curve_png(series))
     for name, curve in factors.curves.items():
-        rows = [{"x": float(x), "y": float(y)} for x, y in zip(curve["x"], curve["y"], strict=True)]
+        # A curve stores a non-finite point (e.g. the range test's diverged loss) as None: shown as nan.
+        rows = [{"x": _number(x), "y": _number(y)} for x, y in zip(curve["x"], curve["y"], strict=True)]
         texts[f"curve_{name}"] = markdown_rows(rows, floats="{:.6g}")
     return values, texts

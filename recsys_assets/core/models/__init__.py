@@ -10,7 +10,10 @@ A model module defines
   matrix it reads (``"weighted"``: the weighted matrix of ``[weighting]``; ``"plays"``: raw play
   counts) and optional hooks;
 
-and is listed in :data:`MODULES`. The asset graph, the evaluation, the CLI and the catalog are generated
+and is listed in :data:`MODULES`. Whatever ranks a user's items (the evaluation, recommendations, tuning)
+goes through :meth:`Model.evaluate` / :meth:`Model.top_n`, so a model with its own ``score`` hook is
+ranked by it; artist-artist similarity (related artists, aliases, ANN indexes) reads the item factors.
+The asset graph, the evaluation, the CLI and the catalog are generated
 from :func:`registry`: adding a model is its module, its line in :data:`MODULES`, and its tests.
 """
 
@@ -22,9 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.metrics import RankingReport, evaluate_factors, evaluate_scores
+from recsys_assets.core.topk import DEFAULT_MEMORY_BUDGET, topk_dot, topk_scores
 
 
 class Progress(Protocol):
@@ -63,10 +69,73 @@ class Model:
     # item factors, returning the user's vector; models without it cannot answer ``recommend --likes``.
     fold_in: Callable[[sp.csr_matrix, FactorSet, Any], Any] | None = None
     # Optional: ``score(factors, users) -> (len(users), n_items)`` scores of every item for a block of user
-    # ids, for models whose ranking is not the dot product of the factors (``nets`` with ``mlp``). Every
-    # ranking consumer (evaluation, recommendations) must call it when set, e.g.
-    # ``metrics.evaluate_scores(lambda users: model.score(factors, users), train, test)``.
+    # ids, for models whose ranking is not the dot product of the factors (``nets`` with ``mlp``). Ranking
+    # consumers go through :meth:`evaluate` and :meth:`top_n`, which call it when set.
     score: Callable[[FactorSet, Any], Any] | None = None
+
+    def evaluate(
+        self,
+        factors: FactorSet,
+        train: sp.csr_matrix,
+        test: sp.csr_matrix,
+        *,
+        k: int = 10,
+        threads: int | None = None,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    ) -> RankingReport:
+        """The ranking metrics of ``factors`` (this model's fit) on a split: by :attr:`score` when the
+        model has one (:func:`~recsys_assets.core.metrics.evaluate_scores`), else by the factors' dot
+        product (:func:`~recsys_assets.core.metrics.evaluate_factors`)."""
+        if self.score is not None:
+            return evaluate_scores(
+                functools.partial(self.score, factors),
+                train,
+                test,
+                k=k,
+                threads=threads,
+                memory_budget_bytes=memory_budget_bytes,
+            )
+        return evaluate_factors(
+            factors.user_factors,
+            factors.item_factors,
+            train,
+            test,
+            k=k,
+            threads=threads,
+            memory_budget_bytes=memory_budget_bytes,
+        )
+
+    def top_n(
+        self,
+        factors: FactorSet,
+        n: int,
+        exclude: sp.csr_matrix | None = None,
+        *,
+        threads: int | None = None,
+        memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Every user's top-``n`` items ``(ids, scores)``, each ``(n_users, n)``, best first, items stored
+        in ``exclude`` (users x items) removed: by :attr:`score` when the model has one
+        (:func:`~recsys_assets.core.topk.topk_scores`), else by the factors' dot product
+        (:func:`~recsys_assets.core.topk.topk_dot`); padding and ties as in ``topk_dot``."""
+        if self.score is not None:
+            return topk_scores(
+                functools.partial(self.score, factors),
+                factors.user_factors.shape[0],
+                factors.item_factors.shape[0],
+                n,
+                exclude=exclude,
+                threads=threads,
+                memory_budget_bytes=memory_budget_bytes,
+            )
+        return topk_dot(
+            factors.user_factors,
+            factors.item_factors,
+            n,
+            exclude=exclude,
+            threads=threads,
+            memory_budget_bytes=memory_budget_bytes,
+        )
 
 
 # Every model module, in the order models appear in tables and reports.

@@ -423,7 +423,8 @@ def score(factors: FactorSet, users: np.ndarray) -> np.ndarray:
 MODEL = Model(
     name="nets",
     description="Shallow networks (dot, dot + biases, or an MLP with batch norm and dropout) on the implicit-MF "
-    "objective with sampled unobserved pairs, trained by Adam.",
+    "objective with sampled unobserved pairs, trained by Adam. With mlp, recommendations and the evaluation "
+    "rank by the network; related artists, aliases and the ANN index use the artist embeddings.",
     settings=NetsSettings,
     fit=fit,
     input="plays",

@@ -9,7 +9,15 @@ learned by minimising over the observed training pairs Ω
 
     L = (1/|Ω|) sum_(u,i) in Ω  [ (r̂_ui - r_ui)^2 + λ (|x_u|^2 + |y_i|^2 + b_u^2 + b_i^2) ]
 
-(mean squared error plus L2 weight decay on every parameter a pair touches). Optimiser: mini-batch SGD
+(mean squared error plus L2 weight decay on every parameter a pair touches: ``prior = "pair"``), or, with
+``prior = "row"``, the MAP objective of Salakhutdinov & Mnih's PMF, whose Gaussian priors count each
+user and artist once:
+
+    L = (1/|Ω|) [ sum_(u,i) in Ω (r̂_ui - r_ui)^2 + λ sum_u (|x_u|^2 + b_u^2) + λ sum_i (|y_i|^2 + b_i^2) ]
+
+(SGD spreads a row's term over its training pairs, ``λ / n_row`` each). Per pair, an artist heard by
+few users keeps a bias near their mean value whatever λ; per row, its bias shrinks toward 0 like
+``n / (n + λ)``, so ranking by r̂ no longer favours rarely played artists. Optimiser: mini-batch SGD
 over the observed pairs, shuffled once, visited in a fresh random order of batches every epoch; a
 batch's gradients are all computed from the parameters at the batch's start, then applied, step =
 rate x the sum of the batch's per-pair gradients (so the rate is per observation and does not depend on
@@ -35,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numba
 import numpy as np
@@ -99,6 +107,9 @@ class PmfSettings(Section):
     # Users with fewer observed artists are not fitted (the write-up used 5).
     min_user_plays: NonNegativeInt = 5
     regularization: NonNegativeFloat = 0.02
+    # How the L2 term counts a row: "pair" (once per observed pair it occurs in, as in Funk-style SGD)
+    # or "row" (once per user / artist, the Gaussian prior of Salakhutdinov & Mnih's PMF).
+    prior: Literal["pair", "row"] = "pair"
     learning_rate: Annotated[float, Range(gt=0, le=100, special=(0.0,), note="0 = a range test chooses")] = (
         0.0
     )
@@ -116,26 +127,29 @@ class PmfSettings(Section):
 
 @numba.njit(cache=True, fastmath=True)
 def _batch_gradients(
-    users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss
+    users, items, values, start, stop, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss
 ):  # pragma: no cover
     """Per-pair gradients of the pair loss for pairs ``start:stop``, from the current parameters:
-    ``gX[k]``, ``gY[k]``, ``gb[k] = (d/db_u, d/db_i)``, ``loss[k] = (pair loss, squared error)``."""
+    ``gX[k]``, ``gY[k]``, ``gb[k] = (d/db_u, d/db_i)``, ``loss[k] = (pair loss, squared error)``.
+    The pair loss is ``e^2 + lam_u[u] (|x_u|^2 + b_u^2) + lam_i[i] (|y_i|^2 + b_i^2)``."""
     f = X.shape[1]
     for k in range(stop - start):
         p = start + k
         u, i = users[p], items[p]
+        lu, li = lam_u[u], lam_i[i]
         e = mu + bu[u] + bi[i] - values[p]
         for j in range(f):
             e += X[u, j] * Y[i, j]
-        norms = bu[u] * bu[u] + bi[i] * bi[i]
+        norm_u, norm_i = bu[u] * bu[u], bi[i] * bi[i]
         for j in range(f):
             x, y = X[u, j], Y[i, j]
-            gX[k, j] = 2.0 * (e * y + lam * x)
-            gY[k, j] = 2.0 * (e * x + lam * y)
-            norms += x * x + y * y
-        gb[k, 0] = 2.0 * (e + lam * bu[u])
-        gb[k, 1] = 2.0 * (e + lam * bi[i])
-        loss[k, 0] = e * e + lam * norms
+            gX[k, j] = 2.0 * (e * y + lu * x)
+            gY[k, j] = 2.0 * (e * x + li * y)
+            norm_u += x * x
+            norm_i += y * y
+        gb[k, 0] = 2.0 * (e + lu * bu[u])
+        gb[k, 1] = 2.0 * (e + li * bi[i])
+        loss[k, 0] = e * e + lu * norm_u + li * norm_i
         loss[k, 1] = e * e
 
 
@@ -154,7 +168,7 @@ def _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rate):  # pragma
 
 @numba.njit(cache=True, fastmath=True, parallel=True)
 def _run_batches(
-    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam, rates, out, parts
+    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam_u, lam_i, rates, out, parts
 ):  # pragma: no cover
     """SGD over the batches ``order`` (batch b = pairs ``b*batch_size`` on), batch t at ``rates[t]``;
     ``out[t] = (mean pair loss, mean squared error)`` of batch t before its step. ``parts`` threads
@@ -169,7 +183,9 @@ def _run_batches(
         for t in range(part * n_batches // parts, (part + 1) * n_batches // parts):
             start = order[t] * batch_size
             stop = min(start + batch_size, n)
-            _batch_gradients(users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
+            _batch_gradients(
+                users, items, values, start, stop, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss
+            )
             _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rates[t])
             total, sq = 0.0, 0.0
             for k in range(stop - start):
@@ -228,7 +244,11 @@ class _Trainer:
         self.n_batches = max(1, math.ceil(train.users.size / settings.batch_size))
         self.rng = np.random.default_rng(seed)
         # Users the fit never sees (filtered out) keep zero vectors, not their random start.
-        self.unseen_users = np.bincount(train.users, minlength=shape[0]) == 0
+        user_counts = np.bincount(train.users, minlength=shape[0])
+        item_counts = np.bincount(train.items, minlength=shape[1])
+        self.unseen_users = user_counts == 0
+        self.lam_u = _pair_shares(settings.regularization, settings.prior, user_counts)
+        self.lam_i = _pair_shares(settings.regularization, settings.prior, item_counts)
 
     def init(self, factors: int) -> _Params:
         std = np.float32(self.s.init_std)
@@ -247,7 +267,7 @@ class _Trainer:
         t = self.train
         _run_batches(
             t.users, t.items, t.values, order.astype(np.int64), self.s.batch_size,
-            params.X, params.Y, params.bu, params.bi, self.mu, np.float32(self.s.regularization),
+            params.X, params.Y, params.bu, params.bi, self.mu, self.lam_u, self.lam_i,
             rates.astype(params.X.dtype), out, parts,
         )  # fmt: skip
         return out
@@ -286,6 +306,14 @@ class _Trainer:
             "x": rates.tolist(),
             "y": [v if math.isfinite(v) else None for v in curve],
         }
+
+
+def _pair_shares(lam: float, prior: str, counts: np.ndarray) -> np.ndarray:
+    """Each row's L2 weight per training pair it occurs in: ``lam`` (``prior = "pair"``), or its share
+    ``lam / count`` (``"row"``: the row's pairs add up to one ``lam |row|^2``); float32."""
+    if prior == "pair":
+        return np.full(counts.size, lam, np.float32)
+    return (lam / np.maximum(counts, 1)).astype(np.float32)
 
 
 def _split_pairs(
