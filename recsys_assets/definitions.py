@@ -12,6 +12,7 @@ from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
+from recsys_assets.assets.tuning import build_tuning_assets
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home
@@ -73,6 +74,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     assets = [
         *build_ingest_assets(settings),
         *build_matrix_assets(settings),
+        *build_tuning_assets(settings),
         *build_factor_assets(settings),
         *build_index_assets(settings),
         *build_answer_assets(settings),

@@ -26,6 +26,7 @@ from recsys_assets.pipeline.evaluation import (
 )
 from recsys_assets.pipeline.factors import ensure_finite, fit_model
 from recsys_assets.pipeline.matrices import apply_weighting
+from recsys_assets.pipeline.tuning import TunedSettings, tuned_input
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import (
     DataSettings,
@@ -99,6 +100,42 @@ def eval_factor_asset(
         check_model(model, model_settings, matrix.shape, where)
         factors = fit_model(
             model, matrix, model_settings, runtime.threads, log=context.log.info, provenance=sources
+        )
+        ensure_finite(factors)
+        return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
+
+    return _eval
+
+
+@reads_settings("eval_tuned_factors-1")
+def eval_tuned_factor_asset(
+    name: str, sources: tuple, runtime: RuntimeSettings, *, code_version: str
+) -> dg.AssetsDefinition:
+    """``eval_{name}_factors`` under ``[tuning]``: the settings and weighting ``{name}_tuning`` chose,
+    fitted on the train matrix. ``sources``: the data and the split parameters."""
+    model = get_model(name)
+
+    @dg.asset(
+        name=f"eval_{name}_factors",
+        ins={"train_test_split": dg.AssetIn(), "tuned": dg.AssetIn(f"{name}_tuning")},
+        group_name="evaluation",
+        kinds=set(model.kinds),
+        code_version=code_version,
+        description=f"{name} refitted on the train matrix with the tuned settings.",
+    )
+    def _eval(
+        context: dg.AssetExecutionContext, train_test_split: Split, tuned: TunedSettings
+    ) -> dg.Output[FactorSet]:
+        section = tuned.section(model.settings)
+        matrix = tuned_input(model, train_test_split.train, tuned)
+        check_model(model, section, matrix.shape)
+        factors = fit_model(
+            model,
+            matrix,
+            section,
+            runtime.threads,
+            log=context.log.info,
+            provenance=(*sources, tuned.document()),
         )
         ensure_finite(factors)
         return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
@@ -232,6 +269,9 @@ def build_evaluation_assets(settings: Settings) -> list:
     models = settings.models.enabled
     evals = []
     for name in models:
+        if settings.tuning.mode != "off":
+            evals.append(eval_tuned_factor_asset(name, (settings.data, split_params), runtime))
+            continue
         weighted = get_model(name).input == "weighted"
         sources = (settings.data, settings.weighting) if weighted else (settings.data,)
         evals.append(

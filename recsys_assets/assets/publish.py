@@ -42,6 +42,8 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
         + (HETREC_TABLES if settings.data.source == "hetrec" else ())
         + FACTOR_TABLES
         + ANSWER_TABLES
+        # Only a tuned graph publishes its searches (rows of an earlier tuned run stay unpublished).
+        + (("tuning",) if settings.tuning.mode != "off" else ())
     )
 
     @dg.asset(
