@@ -12,7 +12,7 @@ import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import data_version, markdown_table, reads_settings
-from recsys_assets.core import metrics, report
+from recsys_assets.core import explore, metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
 from recsys_assets.core.split import Split
@@ -24,12 +24,14 @@ from recsys_assets.pipeline.evaluation import (
     value_metric_rows,
     write_evaluation,
 )
+from recsys_assets.pipeline.exploration import explore_factors
 from recsys_assets.pipeline.factors import ensure_finite, fit_model
 from recsys_assets.pipeline.matrices import apply_weighting
 from recsys_assets.pipeline.tuning import TunedSettings, tuned_input
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import (
     DataSettings,
+    ExploreSettings,
     RuntimeSettings,
     Settings,
     WeightingSettings,
@@ -143,7 +145,10 @@ def eval_tuned_factor_asset(
     return _eval
 
 
-@reads_settings("evaluation_report-3")
+BEATS_POPULARITY = "models_beat_popularity"
+
+
+@reads_settings("evaluation_report-4")
 def report_asset(
     models: tuple[str, ...],
     transform_sections: tuple,
@@ -151,6 +156,7 @@ def report_asset(
     data: DataSettings,
     weighting: WeightingSettings,
     split_params: dict,
+    explore_settings: ExploreSettings,
     runtime: RuntimeSettings,
     *,
     where: str | None = None,
@@ -171,6 +177,14 @@ def report_asset(
         group_name="evaluation",
         kinds={"duckdb", "html"},
         code_version=code_version,
+        check_specs=[
+            dg.AssetCheckSpec(
+                BEATS_POPULARITY,
+                asset="evaluation_report",
+                description=f"Every model's held-out precision@{k} is at least the popularity baseline's "
+                "(warns; never blocks publishing).",
+            )
+        ],
         description="Precision, recall, MAP, NDCG, AUC, MPR and coverage per model (RMSE and MAE of the "
         "held-out values for value-predicting models) against popularity and random baselines (random: "
         "exact expectations); accumulates in the `evaluation` table; HTML report with charts.",
@@ -210,8 +224,23 @@ def report_asset(
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         losses = {f.model: f.loss for f in fitted if f.loss}
         with warehouse_connection(warehouse) as conn:
+            names = [
+                name if name is not None else f"#{i}"
+                for i, name in conn.execute(
+                    "SELECT artist_id, name FROM artists ORDER BY artist_id"
+                ).fetchall()
+            ]
+            tags = None
             tag_rows = []
             if hetrec:
+                assigned = conn.execute(
+                    "SELECT artist_id, tag_id FROM artist_tags WHERE artist_id IS NOT NULL"
+                ).fetchnumpy()
+                tag_names = [
+                    t or "" for (t,) in conn.execute("SELECT tag FROM tags ORDER BY tag_id").fetchall()
+                ]
+                if len(assigned["artist_id"]) and tag_names:
+                    tags = explore.top_tags(assigned["artist_id"], assigned["tag_id"], tag_names, len(names))
                 related = conn.execute(
                     "SELECT model, artist_id, rank, related_id FROM related_artists WHERE rank <= ?", [k]
                 ).df()
@@ -231,8 +260,14 @@ def report_asset(
             table = pd.DataFrame(table_rows).assign(run_at=run_at)
             table["k"] = table["k"].astype("Int64")  # NULL where a metric has no cut-off
             extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
+            explored = explore_factors(fitted, split.train, names, tags, explore_settings, runtime.threads)
             html = report.html_report(
-                "recsys evaluation", rows, losses, extra, generated_at=run_at.isoformat(" ", "seconds")
+                "recsys evaluation",
+                rows,
+                losses,
+                extra,
+                generated_at=run_at.isoformat(" ", "seconds"),
+                sections={"Exploring the factor space": explored.html},
             ).encode()
             # The rows and the report's hash (the data version) commit together; the report file follows,
             # so a kill in between leaves a file that differs from the ledger and the asset re-runs.
@@ -241,6 +276,10 @@ def report_asset(
         html_path = store.artifact_path(REPORT_FILE)
         with atomic_path(html_path) as tmp:
             tmp.write_bytes(html)
+        for page, text in explored.pages.items():
+            with atomic_path(store.artifact_path(page)) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        below = report.below_baseline(rows)
         ranking_rows = [r for r in rows if r["metric"] in REPORT_METRICS]
         chart = base64.b64encode(report.metrics_chart_png(ranking_rows)).decode()
         metadata = {
@@ -249,6 +288,12 @@ def report_asset(
             "html_report": dg.MetadataValue.path(str(html_path)),
             "split": name_of_split,
             "k": k,
+            **{name: dg.MetadataValue.md(text) for name, text in explored.markdown.items()},
+            **explored.values,
+            **{
+                f"artist_map_{page}": dg.MetadataValue.path(str(store.artifact_path(page)))
+                for page in explored.pages
+            },
         }
         if losses:
             loss_chart = base64.b64encode(report.loss_curve_png(losses)).decode()
@@ -258,7 +303,18 @@ def report_asset(
         if tag_rows:
             metadata["related_tag_similarity"] = markdown_table(tag_rows)
         context.log.info(f"evaluation written to {html_path}")
-        return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
+        check = dg.AssetCheckResult(
+            check_name=BEATS_POPULARITY,
+            passed=not below,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "below_popularity": ", ".join(f"{m} ({v:.4f} < {b:.4f})" for m, (v, b) in below.items())
+                or "(none)"
+            },
+        )
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(version), metadata=metadata, check_results=[check]
+        )
 
     return evaluation_report
 
@@ -293,6 +349,7 @@ def build_evaluation_assets(settings: Settings) -> list:
             settings.data,
             settings.weighting,
             split_params,
+            settings.explore,
             runtime,
             where=where,
         ),
