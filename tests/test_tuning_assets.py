@@ -13,7 +13,7 @@ from recsys_assets.catalog import Catalog
 from recsys_assets.core.models import get_model
 from recsys_assets.pipeline.factors import fit_model
 from recsys_assets.pipeline.tuning import TunedSettings, tuned_input
-from recsys_assets.settings import CPU_COUNT, Settings, settings_from_dict
+from recsys_assets.settings import CPU_COUNT, Settings, load_settings, settings_from_dict
 from recsys_assets.storage import ARTIFACT_DIR, load_artifact
 
 pytestmark = pytest.mark.slow
@@ -22,18 +22,31 @@ pytestmark = pytest.mark.slow
 def _tuned_settings() -> Settings:
     """ALS only; the file writes [als] factors and regularization and the weighting's scheme and
     orientation, so the search sweeps alpha and BM25's (K1, B) only: 3 x 2 candidates."""
-    return settings_from_dict(
-        {
-            "synthetic": {"n_users": 300, "n_artists": 300, "artists_per_user": 20.0, "n_genres": 6},
-            "models": {"enabled": ["als"]},
-            "als": {"factors": 8, "regularization": 1.0, "iterations": 4},
-            "weighting": {"scheme": "bm25", "orientation": "artist_user"},
-            "tuning": {"mode": "grid", "min_users": 50},
-            "related": {"n": 10, "method": "exact"},
-            "recommend": {"n": 10},
-            "runtime": {"threads": min(2, CPU_COUNT), "duckdb_memory_limit": "1GB"},
-        }
+    return settings_from_dict(RAW)
+
+
+def _toml(raw: dict) -> str:
+    def value(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    return "\n".join(
+        f"[{table}]\n" + "".join(f"{key} = {value(v)}\n" for key, v in values.items())
+        for table, values in raw.items()
     )
+
+
+RAW = dict(
+    {
+        "synthetic": {"n_users": 300, "n_artists": 300, "artists_per_user": 20.0, "n_genres": 6},
+        "models": {"enabled": ["als"]},
+        "als": {"factors": 8, "regularization": 1.0, "iterations": 4},
+        "weighting": {"scheme": "bm25", "orientation": "artist_user"},
+        "tuning": {"mode": "grid", "min_users": 50},
+        "related": {"n": 10, "method": "exact"},
+        "recommend": {"n": 10},
+        "runtime": {"threads": min(2, CPU_COUNT), "duckdb_memory_limit": "1GB"},
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +55,9 @@ def tuned_home(tmp_path_factory):
     from recsys_assets.refresh import refresh
 
     home = tmp_path_factory.mktemp("tuned_home")
-    settings = _tuned_settings()
+    (home / "recsys.toml").write_text(_toml(RAW))
+    settings = load_settings(home / "recsys.toml")
+    assert settings == _tuned_settings() and settings.explicit == _tuned_settings().explicit
     defs = build_definitions(settings, home)
     instance = dg.DagsterInstance.ephemeral()
     result = refresh(defs, instance, log=lambda _: None)
@@ -119,3 +134,31 @@ def test_unchanged_best_stops_the_cascade(tuned_home):
     assert "als_tuning" in again.materialized
     assert "als_factors" not in again.materialized and "eval_als_factors" not in again.materialized
     assert instance.get_latest_materialization_event(dg.AssetKey("als_factors")).run_id == before
+
+
+def test_cli_fold_in_uses_the_tuned_settings(tuned_home, monkeypatch, capsys):
+    from recsys_assets.cli import main
+    from recsys_assets.core.foldin import fold_in_als, likes_row
+    from recsys_assets.core.loaders import read_play_matrix
+
+    _, home, *_ = tuned_home
+    monkeypatch.setenv("RECSYS_HOME", str(home))
+    monkeypatch.setenv("RECSYS_CONFIG", str(home / "recsys.toml"))
+    tuned = load_artifact(home / ARTIFACT_DIR / "als_tuning.npz")
+    with Catalog(home).connect() as conn:
+        liked = conn.execute(
+            "SELECT artist_id, any_value(a.name) FROM plays JOIN artists a USING (artist_id) "
+            "GROUP BY artist_id ORDER BY count(*) DESC, artist_id LIMIT 2"
+        ).fetchall()
+        plays = read_play_matrix(conn)
+        rows = conn.execute("SELECT artist_id, factors FROM artist_factors ORDER BY artist_id").fetchall()
+        names = dict(conn.execute("SELECT artist_id, name FROM artists").fetchall())
+    assert main(["recommend", "--likes", ",".join(n for _, n in liked), "-n", "3"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    Y = np.asarray([f for _, f in rows], dtype=np.float32)
+    section = tuned.section(get_model("als").settings)
+    row = likes_row(tuned.weighting().apply(plays), [i for i, _ in liked])
+    scores = Y.astype(np.float64) @ fold_in_als(row, Y, section.alpha, section.regularization)
+    scores[[i for i, _ in liked]] = -np.inf
+    expected = [names[i] for i in np.argsort(-scores)[:3]]
+    assert [line.split()[1:-1] for line in out[2:]] == [name.split() for name in expected]
