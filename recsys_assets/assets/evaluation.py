@@ -236,10 +236,12 @@ def report_asset(
                 assigned = conn.execute(
                     "SELECT artist_id, tag_id FROM artist_tags WHERE artist_id IS NOT NULL"
                 ).fetchnumpy()
-                tag_names = [
-                    t or "" for (t,) in conn.execute("SELECT tag FROM tags ORDER BY tag_id").fetchall()
-                ]
-                if len(assigned["artist_id"]) and tag_names:
+                # Tag ids have gaps (HetRec's do): a name slot per id up to the largest.
+                tag_names = [""] * (int(assigned["tag_id"].max()) + 1 if len(assigned["tag_id"]) else 0)
+                for tag_id, tag in conn.execute("SELECT tag_id, tag FROM tags").fetchall():
+                    if tag_id is not None and 0 <= tag_id < len(tag_names):
+                        tag_names[tag_id] = tag or ""
+                if tag_names:
                     tags = explore.top_tags(assigned["artist_id"], assigned["tag_id"], tag_names, len(names))
                 related = conn.execute(
                     "SELECT model, artist_id, rank, related_id FROM related_artists WHERE rank <= ?", [k]
