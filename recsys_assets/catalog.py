@@ -10,6 +10,11 @@ be moved or copied and serves its own data)::
     recsys.duckdb                   views over the current generation, for any DuckDB client started
                                     in the home (``cd $RECSYS_HOME && duckdb -readonly recsys.duckdb``)
 
+Besides one view per table, the catalog (``recsys.duckdb`` and every :meth:`Catalog.connect`
+connection) has the views of ``sql/views/catalog.sql``: generic names (``items``, ``interactions``,
+``related_items``, ``recommended_items``, ``item_aliases``) and the answers with keys and names joined
+in (``related_artists_named``, ``recommendations_named``, ``artist_aliases_named``).
+
 A publish writes a whole new generation, then swaps ``recsys.duckdb`` and ``current.json`` by rename:
 readers see the old generation or the new one, every table from the same generation, never a mix and
 never half a file. A table whose content version equals the current generation's is hard-linked from
@@ -34,6 +39,7 @@ from typing import Any
 
 import duckdb
 
+from recsys_assets.sql import read_sql
 from recsys_assets.storage import ArtifactError, atomic_path, remove_orphan_temp_files
 
 CATALOG_FILE = "recsys.duckdb"
@@ -84,6 +90,38 @@ def read_only_statements(sql: str) -> int:
                 f"not {kind}"
             )
     return len(statements)
+
+
+def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Create the views of ``sql/views/catalog.sql`` (generic names, answers with keys and names) on a
+    connection that has the published tables as views; a view whose tables or columns are missing (not
+    published by this graph) is left out. Returns the names of the views created."""
+    created = []
+    for statement in duckdb.extract_statements(read_sql("views/catalog.sql")):
+        name = re.search(r"CREATE VIEW (\w+)", statement.query)
+        try:
+            conn.execute(statement.query)
+        except (duckdb.CatalogException, duckdb.BinderException):
+            continue  # a table it reads is not published (or not with these columns)
+        if name is not None:
+            created.append(name.group(1))
+    return created
+
+
+_MUSIC_WORDS = {"item": "artist", "items": "artists", "value": "plays", "users": "listeners"}
+_GENERIC_WORDS = {"item": "item", "items": "items", "value": "value", "users": "users"}
+
+
+def vocabulary(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The words for what the published data holds: ``item``/``items``/``value``/``users`` for the
+    generic ``triples`` source (ratings of movies, products, ...), ``artist``/``artists``/``plays``/
+    ``listeners`` for the music sources (and when no load is published), from the latest ``load_log``
+    row. For the CLI and reports to speak of items where the source is generic."""
+    try:
+        row = conn.execute("SELECT source FROM load_log ORDER BY loaded_at DESC LIMIT 1").fetchone()
+    except duckdb.CatalogException:
+        row = None
+    return dict(_GENERIC_WORDS if row is not None and row[0] == "triples" else _MUSIC_WORDS)
 
 
 def table_version(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, int]:
@@ -175,6 +213,7 @@ class Catalog:
         try:
             for snapshot in snapshots:
                 conn.execute(f"CREATE VIEW {snapshot.stem} AS SELECT * FROM read_parquet({_quote(snapshot)})")
+            create_derived_views(conn)
             conn.execute("SET allowed_paths = ?", [[str(s) for s in snapshots]])
             conn.execute("SET enable_external_access = false")
             conn.execute("SET lock_configuration = true")
@@ -275,6 +314,7 @@ class Catalog:
                     writer.execute(
                         f"CREATE VIEW {snapshot.stem} AS SELECT * FROM read_parquet({_quote(relative)})"
                     )
+                create_derived_views(writer)
             finally:
                 writer.close()
 

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import dagster as dg
-from dagster._utils.schedules import is_valid_cron_string
 
 from recsys_assets.assets.answers import build_answer_assets
 from recsys_assets.assets.evaluation import build_evaluation_assets
@@ -13,6 +12,7 @@ from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
 from recsys_assets.assets.tuning import build_tuning_assets
+from recsys_assets.cron import is_valid_cron_string
 from recsys_assets.refresh import refresh, runs_in_progress
 from recsys_assets.resources import build_resources
 from recsys_assets.settings import Settings, SettingsError, load_settings, recsys_home

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.data_version import extract_data_version_from_entry
 
+from recsys_assets.dagster_internals import data_version_of
 from recsys_assets.resources import CONTENT_HASH_KEY
 from recsys_assets.storage import (
     ARTIFACT_DIR,
@@ -120,7 +120,7 @@ def verify_stored_outputs(
         if materialization is None:
             continue
         name, metadata = key.to_user_string(), materialization.metadata
-        version = extract_data_version_from_entry(entry)
+        recorded = data_version_of(entry)
         problem = None
         if CONTENT_HASH_KEY in metadata:
             recorded_hash = str(metadata[CONTENT_HASH_KEY].value)
@@ -128,7 +128,6 @@ def verify_stored_outputs(
         elif "path" in metadata and "bytes" in metadata:  # the IO manager's metadata before content hashes
             problem = OLDER_FORMAT
         if problem is None and name in ledger:
-            recorded = version.value if version is not None else None
             problem = _ledger_problem(ledger[name], recorded, cache, home, artifacts)
         if problem:
             result.problems[name] = problem

@@ -76,18 +76,47 @@ class DataDependentSettingError(SettingsError):
 
 
 @dataclass(frozen=True)
+class ColumnRef:
+    """A column of a `triples` file: its header name or its 1-based position; with ``allow_empty`` also
+    "" (= none)."""
+
+    allow_empty: bool = False
+
+    def admits(self, value: Any) -> bool:
+        if isinstance(value, int):
+            return value >= 1
+        return bool(value.strip()) or (self.allow_empty and value == "")
+
+    def describe(self, kind: str) -> str:
+        return ('"" or ' if self.allow_empty else "") + "a column name or a 1-based column position"
+
+
+@dataclass(frozen=True)
 class DataSettings(Section):
-    """Where the plays come from."""
+    """Where the plays (or ratings, or any user-item values) come from."""
 
     source: Literal["synthetic", "lastfm360k", "hetrec", "triples"] = "synthetic"
     # lastfm360k: the TSV file; hetrec: the folder; triples: a CSV or Parquet file.
     path: str = ""
     # A load fails (keeping the previous tables) when more than this fraction of lines is rejected.
     max_reject_fraction: Fraction = 0.01
-    # Column names of a `triples` file.
-    user_column: Annotated[str, NonEmpty()] = "user"
-    item_column: Annotated[str, NonEmpty()] = "item"
-    value_column: Annotated[str, NonEmpty()] = "value"
+    # Rows whose value is below this are not positives (e.g. 3 for 1-5 star ratings): left out of `plays`
+    # and counted, not rejected. 0 keeps every row. Any source.
+    min_value: NonNegativeFloat = 0.0
+    # The columns of a `triples` file: header names, or 1-based positions. In a file of exactly three
+    # columns the value column is the remaining one, and without a header the defaults mean 1, 2, 3.
+    user_column: Annotated[str | int, ColumnRef()] = "user"
+    item_column: Annotated[str | int, ColumnRef()] = "item"
+    value_column: Annotated[str | int, ColumnRef()] = "value"
+    # Whether line 1 of a `triples` text file names the columns (also read for items_path).
+    header: bool = True
+    # The delimiter of a `triples` text file; "" = the first of , TAB ; | that fits the file.
+    delimiter: Literal["", ",", "\t", ";", "|"] = ""
+    # Item names: a column of the `triples` file, or with items_path the name column of that file
+    # ("" = the first column after the key). Unnamed items are named by their key.
+    item_name_column: Annotated[str | int, ColumnRef(allow_empty=True)] = ""
+    # A CSV/TSV of item key and name (e.g. MovieLens' u.item), joined on the item key.
+    items_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -554,10 +583,14 @@ def load_settings(path: str | Path | None = None) -> Settings:
         return Settings()
     settings = settings_from_dict(_read_toml(path), where=str(path))
     data = settings.data
-    if data.path and not Path(data.path).is_absolute():
-        # A relative data path is relative to the settings file, not to wherever dagster runs.
-        resolved = str((path.parent / data.path).resolve())
-        settings = dataclasses.replace(settings, data=dataclasses.replace(data, path=resolved))
+    # A relative data path is relative to the settings file, not to wherever dagster runs.
+    resolved = {
+        key: str((path.parent / value).resolve())
+        for key, value in (("path", data.path), ("items_path", data.items_path))
+        if value and not Path(value).is_absolute()
+    }
+    if resolved:
+        settings = dataclasses.replace(settings, data=dataclasses.replace(data, **resolved))
     return settings
 
 

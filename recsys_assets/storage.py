@@ -1,8 +1,8 @@
 """Artifact files (no Dagster import).
 
 Artifacts (sparse matrices, factor arrays, splits) are ``.npz`` files written atomically: into a
-temporary file in the same folder, flushed, then ``os.replace``-d over the old one, so a reader or a
-crashed run never sees half a file. Every file written this way gets the usual permissions (``0666``
+temporary file in the same folder, flushed, then ``os.replace``-d over the old one
+(:func:`recsys_assets.core.files.atomic_path`), so a reader or a crashed run never sees half a file. Every file written this way gets the usual permissions (``0666``
 less the umask, so ``0644`` under the common umask ``022``): readers are often another user. Each
 artifact carries the content hash of its arrays and is checked against it on every load, so a truncated
 or altered file is reported (and rebuilt), never used.
@@ -21,8 +21,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import secrets
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,10 +29,12 @@ import duckdb
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.files import FileHashCache, atomic_path, file_hash
+
 WAREHOUSE_FILE = "warehouse.duckdb"
 ARTIFACT_DIR = "artifacts"
 # Folders under the home that hold no files written by atomic_path: Dagster's own instance storage,
-# downloads (resumable ``.part`` files) and DuckDB's spill folder.
+# downloads and DuckDB's spill folder.
 _NOT_OURS = frozenset({"dagster", "downloads", "tmp"})
 
 
@@ -56,36 +56,6 @@ class ArtifactCorruptError(ArtifactError):
     def __init__(self, path: Path, detail: str):
         self.path, self.detail = path, detail
         super().__init__(f"artifact {path} is corrupt ({detail}): the next `recsys refresh` rebuilds it")
-
-
-def _temp_beside(path: Path) -> Path:
-    """Create an empty, new ``.<name>.<random>.tmp`` file beside ``path`` with mode ``0666`` less the
-    umask (``tempfile.mkstemp`` would make it ``0600``, and the rename keeps the mode)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return tmp
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it.
-
-    The file ends up with mode ``0666`` less the umask, whatever wrote it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # Artifact headers name a type by a short registered name, never by module path: moving a class to
@@ -134,7 +104,7 @@ def remove_orphan_temp_files(home: str | Path) -> list[Path]:
         if Path(folder) == Path(home):
             subfolders[:] = [d for d in subfolders if d not in _NOT_OURS]
         for name in files:
-            # ``.<name>.<random>.tmp``: atomic_path's names (core/ann.py writes the same shape), and the
+            # ``.<name>.<random>.tmp``: atomic_path's names (every atomic write in the project), and the
             # write-ahead log DuckDB keeps beside such a file while the catalog is being written.
             stem = name.removesuffix(".wal")
             if stem.startswith(".") and stem.endswith(".tmp") and stem.count(".") >= 3:
@@ -282,61 +252,6 @@ def load_artifact(path: str | Path) -> Any:
 def bytes_hash(data: bytes) -> str:
     """blake2b-128 (hex) of ``data``: the :func:`file_hash` of a file holding exactly these bytes."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def file_hash(path: str | Path) -> str:
-    """blake2b-128 (hex) of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-class FileHashCache:
-    """Content hashes of files, remembered per (size, mtime_ns, ctime_ns, inode), so verifying an
-    unchanged ~1 GB artifact folder costs a ``stat`` per file instead of reading it.
-
-    Any write to a file changes its ctime (which no user call can set back), and a replaced file has a
-    new inode. An entry is not remembered while the file's mtime is within ``RACY_SECONDS`` of now: a
-    write in the same clock tick could otherwise leave every stamp unchanged (git's "racy" rule).
-    ``path=None`` keeps nothing; ``writable=False`` reads the cache but never writes it.
-    """
-
-    RACY_SECONDS = 2.0
-
-    def __init__(self, path: Path | None, writable: bool = True):
-        self.path, self.writable = path, writable
-        self._entries: dict[str, Any] = {}
-        self._dirty = False
-        if path is not None:
-            try:
-                loaded = json.loads(path.read_text())
-                self._entries = loaded if isinstance(loaded, dict) else {}
-            except (OSError, ValueError):
-                self._entries = {}
-
-    def get(self, file: Path, kind: str, compute: Callable[[Path], str]) -> str:
-        """``compute(file)``, or the value remembered for this file, ``kind`` and stamp."""
-        st = file.stat()
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-        key = f"{kind}:{file.resolve()}"
-        entry = self._entries.get(key)
-        if entry is not None and entry.get("stamp") == stamp:
-            return entry["hash"]
-        value = compute(file)
-        if time.time() - st.st_mtime > self.RACY_SECONDS:
-            self._entries[key] = {"stamp": stamp, "hash": value}
-            self._dirty = True
-        return value
-
-    def save(self) -> None:
-        """Write the cache (atomically) if it is writable and changed."""
-        if self.path is None or not self.writable or not self._dirty:
-            return
-        with atomic_path(self.path) as tmp:
-            tmp.write_text(json.dumps(self._entries))
-        self._dirty = False
 
 
 def verify_artifact(path: str | Path, cache: FileHashCache | None = None) -> dict[str, Any]:

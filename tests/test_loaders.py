@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import time
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pytest
 
+from recsys_assets import sql
 from recsys_assets.core import loaders
 from recsys_assets.core.loaders import (
     LoadError,
@@ -21,7 +24,6 @@ from recsys_assets.core.loaders import (
     load_triples,
     raw_schema_sql,
     scanner,
-    staging,
 )
 from recsys_assets.core.synthetic import generate_plays
 from tests.conftest import HETREC_DIR as HETREC
@@ -329,9 +331,9 @@ def test_failure_inside_transaction_rolls_back(
     before = _table(conn, "SELECT * FROM plays ORDER BY ALL")
     broken = tmp_path / "sql"
     broken.mkdir()
-    shutil.copy(staging.sql_dir() / "raw_schema.sql", broken / "raw_schema.sql")
+    shutil.copy(sql.SQL_DIR / "raw_schema.sql", broken / "raw_schema.sql")
     (broken / "load_finish.sql").write_text("INSERT INTO users SELECT * FROM no_such_table;")
-    monkeypatch.setattr(staging, "sql_dir", lambda: broken)
+    monkeypatch.setattr(sql, "SQL_DIR", broken)
     with pytest.raises(duckdb.Error):
         load_lastfm360k(conn, BAD_LINES, max_reject_fraction=1.0)
     assert _table(conn, "SELECT * FROM plays ORDER BY ALL") == before
@@ -362,7 +364,7 @@ def test_triples_header_problems(conn: duckdb.DuckDBPyConnection, tmp_path: Path
         load_triples(conn, header_only)
     wrong = tmp_path / "w.csv"
     wrong.write_text("u,i,v\n1,2,3\n")
-    with pytest.raises(LoadError, match="does not name all of the columns"):
+    with pytest.raises(LoadError, match=r"line 1 \(header\) 'u,i,v' .*names no column 'user'"):
         load_triples(conn, wrong)
     empty = tmp_path / "e.csv"
     empty.write_text("")
@@ -383,7 +385,7 @@ def test_triples_parquet(conn: duckdb.DuckDBPyConnection, tmp_path: Path) -> Non
     assert _plays_by_key(conn) == {("u1", "a"): 5.0, ("u3", "a"): 1.5}
     rejects = _table(conn, "SELECT line_number, reason FROM rejects ORDER BY 1")
     assert rejects == [(2, "zero plays"), (4, "empty user"), (5, "non-finite plays")]
-    with pytest.raises(LoadError, match="lack"):
+    with pytest.raises(LoadError, match=r"Parquet columns \['usr', 'itm', 'val'\]: .*no column 'user'"):
         load_triples(conn, path)
 
 
@@ -415,20 +417,24 @@ def test_hetrec_counts_match_the_files(conn: duckdb.DuckDBPyConnection) -> None:
     assert report.extra["tags_loaded"] == len(tag_lines)
 
 
-def test_fingerprint_cache_touch_and_folder(tmp_path: Path) -> None:
+def test_fingerprint_cache_touch_rewrite_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "data.tsv"
     path.write_bytes(b"abc\n")
+    old = time.time_ns() - 10 * 10**9  # older than the cache's "racy" window, so it is remembered
+    os.utime(path, ns=(old, old))
     cache = tmp_path / "cache" / "fp.json"
+    reads: list[Path] = []
+    real_hash = fingerprints.file_hash
+    monkeypatch.setattr(fingerprints, "file_hash", lambda p, **kw: reads.append(p) or real_hash(p, **kw))
     first = file_fingerprint(path, cache)
-    assert first == file_fingerprint(path) and len(first) == 40
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # touch
-    assert file_fingerprint(path, cache) == first
-    # Same size, mtime and inode: the cached digest is reused without reading the file.
-    stat = path.stat()
+    assert first == hashlib.blake2b(b"abc\n", digest_size=20).hexdigest() and len(reads) == 1
+    assert file_fingerprint(path, cache) == first and len(reads) == 1  # unchanged stat: not read again
+    os.utime(path, ns=(old, old + 10**9))  # touch: read again, same fingerprint
+    assert file_fingerprint(path, cache) == first and len(reads) == 2
+    # Rewritten, then size and mtime put back: the ctime still changed, so it is read again.
     path.write_bytes(b"xyz\n")
-    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert file_fingerprint(path, cache) == first
-    assert file_fingerprint(path) != first
+    os.utime(path, ns=(old, old + 10**9))
+    assert file_fingerprint(path, cache) == file_fingerprint(path) != first
     folder = tmp_path / "hetrec"
     folder.mkdir()
     for name in fingerprints._HETREC_FILES:

@@ -12,6 +12,7 @@ import pytest
 
 from recsys_assets.settings import (
     CPU_COUNT,
+    ColumnRef,
     GiB,
     MemorySize,
     MiB,
@@ -129,7 +130,20 @@ BAD_SETTINGS = [
         "[synthetic] artists_per_user = inf: must be a finite number > 0",
     ),
     ("[aliases]\nmin_listeners = -3", "[aliases] min_listeners = -3: must be an integer >= 0"),
-    ('[data]\nuser_column = ""', '[data] user_column = "": must be a non-empty string'),
+    (
+        '[data]\nuser_column = ""',
+        '[data] user_column = "": must be a column name or a 1-based column position',
+    ),
+    (
+        "[data]\nvalue_column = 0",
+        "[data] value_column = 0: must be a column name or a 1-based column position",
+    ),
+    (
+        "[data]\nitem_name_column = 1.5",
+        '[data] item_name_column = 1.5: must be "" or a column name or a 1-based',
+    ),
+    ('[data]\ndelimiter = ":"', '[data] delimiter = ":": must be one of "", ",", "\\t", ";", "|"'),
+    ("[data]\nmin_value = -1", "[data] min_value = -1: must be a finite number >= 0"),
     (
         '[schedule]\ntimezone = "Mars/Olympus"',
         '[schedule] timezone = "Mars/Olympus": must be a known time zone',
@@ -197,7 +211,8 @@ def test_every_numeric_setting_declares_its_range():
                 get_origin(base) is types.UnionType and {int, float} & set(get_args(base))
             )
             if numeric and get_origin(base) is not Literal:
-                assert any(isinstance(r, Range | MemorySize) for r in rules), (
+                # ColumnRef: a 1-based position (>= 1) where the column is given by number.
+                assert any(isinstance(r, Range | MemorySize | ColumnRef) for r in rules), (
                     f"[{name}] {key} declares no range"
                 )
 

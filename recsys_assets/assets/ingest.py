@@ -7,19 +7,30 @@ from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import markdown_table, reads_settings, table_version
 from recsys_assets.pipeline.ingest import load_configured_source, loader_sql_hash, source_fingerprint
+from recsys_assets.progress import Progress
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, SyntheticSettings
 from recsys_assets.storage import recording_version
 
 
-def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.SourceAsset:
-    @dg.observable_source_asset(
-        group_name="ingest",
-        description=f"The {data.source} input, observed by content fingerprint: a new dump "
-        "(different content) makes everything downstream stale; touching the file does not.",
+def plays_source_asset(data: DataSettings, synthetic: SyntheticSettings) -> dg.AssetsDefinition:
+    # multi_observable_source_asset, not observable_source_asset: Dagster 1.13 converts the latter through
+    # the deprecated OpDefinition.version, a DeprecationWarning in every user's log.
+    @dg.multi_observable_source_asset(
+        specs=[
+            dg.AssetSpec(
+                "plays_source",
+                group_name="ingest",
+                description=f"The {data.source} input, observed by content fingerprint: a new dump "
+                "(different content) makes everything downstream stale; touching the file does not.",
+            )
+        ]
     )
-    def plays_source(store: RecsysStore) -> dg.DataVersion:
-        return dg.DataVersion(source_fingerprint(data, synthetic, Path(store.home)))
+    def plays_source(store: RecsysStore):
+        yield dg.ObserveResult(
+            asset_key="plays_source",
+            data_version=dg.DataVersion(source_fingerprint(data, synthetic, Path(store.home))),
+        )
 
     return plays_source
 
@@ -48,7 +59,8 @@ def raw_plays_asset(
         with warehouse_connection(warehouse) as conn:
             # The loaders commit their own transaction: the ledger marks the load in progress around it.
             with recording_version(conn, "raw_plays") as done:
-                report = load_configured_source(conn, data, synthetic, runtime.threads)
+                with Progress("ingest", unit="B", log=context.log.info) as scanned:
+                    report = load_configured_source(conn, data, synthetic, runtime.threads, progress=scanned)
                 version = table_version(conn, "plays")
                 done(version.value)
             reasons = conn.execute(

@@ -4,10 +4,10 @@ import time
 from collections.abc import Sequence
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, markdown_table
+from recsys_assets.dagster_internals import AssetCheckExecutionRecordStatus
 from recsys_assets.pipeline.ingest import HETREC_TABLES, RAW_TABLES
 from recsys_assets.pipeline.warehouse import FACTOR_TABLES
 from recsys_assets.resources import RecsysStore, warehouse_connection

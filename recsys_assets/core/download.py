@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from recsys_assets.core.files import atomic_path, file_hash
 
 LASTFM360K_URL = "http://mtg.upf.edu/static/datasets/last.fm/lastfm-dataset-360K.tar.gz"
 # No SHA-256 of the archive is published (the dataset's README gives MD5s of the files inside it, and
@@ -26,22 +26,6 @@ class DownloadError(OSError):
     """A download failed or its content does not match the expected checksum."""
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _usual_mode(fd: int) -> None:
-    """Give a ``mkstemp`` file (``0600``) the mode of any new file, ``0666`` less the umask, before it is
-    renamed into place: the data is often read by another user (the same rule as the artifacts)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-
-
 def download_file(url: str, dest: Path, sha256: str | None, timeout: float = 60) -> Path:
     """Download ``url`` to ``dest`` and return ``dest``.
 
@@ -53,30 +37,22 @@ def download_file(url: str, dest: Path, sha256: str | None, timeout: float = 60)
         DownloadError: with the URL and the HTTP status, or both checksums on a mismatch.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    _usual_mode(fd)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) URLs
-                    while block := response.read(_BLOCK):
-                        digest.update(block)
-                        out.write(block)
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL") from exc
-            except (urllib.error.URLError, TimeoutError) as exc:
-                raise DownloadError(f"{url}: download failed ({exc}); check the network or the URL") from exc
+    digest = hashlib.sha256()
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http(s) URLs
+                while block := response.read(_BLOCK):
+                    digest.update(block)
+                    out.write(block)
+        except urllib.error.HTTPError as exc:
+            raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL") from exc
+        except (urllib.error.URLError, TimeoutError) as exc:
+            raise DownloadError(f"{url}: download failed ({exc}); check the network or the URL") from exc
         if sha256 is not None and digest.hexdigest() != sha256.lower():
             raise DownloadError(
                 f"{url}: SHA-256 mismatch, got {digest.hexdigest()}, expected {sha256.lower()}; the download "
                 "is corrupt or the file changed upstream (verify it and pass the new checksum)"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -109,20 +85,14 @@ def fetch_lastfm360k(
                 raise DownloadError(f"{url}: the archive has no {LASTFM360K_TSV}; check the URL")
             source = tar.extractfile(member)
             assert source is not None  # a regular file member always has content
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{LASTFM360K_TSV}.", suffix=".part", dir=dest_dir)
-            _usual_mode(fd)
-            tmp = Path(tmp_name)
-            try:
-                with os.fdopen(fd, "wb") as out:
+            with atomic_path(target) as tmp:
+                with open(tmp, "wb") as out:
                     shutil.copyfileobj(source, out, _BLOCK)
-                if tsv_md5 is not None and (got := _digest(tmp, "md5")) != tsv_md5.lower():
+                if tsv_md5 is not None and (got := file_hash(tmp, "md5")) != tsv_md5.lower():
                     raise DownloadError(
                         f"{url}: {LASTFM360K_TSV} has MD5 {got}, expected {tsv_md5.lower()}; the archive is "
                         "corrupt or not the Last.fm-360K release"
                     )
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
     finally:
         archive.unlink(missing_ok=True)
     return target

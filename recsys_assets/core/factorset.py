@@ -41,6 +41,9 @@ class FactorSet:
     user_bias: np.ndarray | None = None
     loss_components: dict[str, list[float]] = field(default_factory=dict)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # Parameters of a model whose score is not the factors' dot product (the ``mlp`` network of ``nets``):
+    # such a model's ``Model.score`` reads them; empty for dot-product models.
+    network: dict[str, np.ndarray] = field(default_factory=dict)
 
     def non_finite_counts(self) -> dict[str, int]:
         """Number of NaN or infinite values in each factor matrix."""

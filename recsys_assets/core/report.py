@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.sparse import canonical_csr
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -269,10 +271,12 @@ def tag_profiles(
         or tag_index.max() >= n_tags
     ):
         raise ReportError(f"ids must lie in [0, n_artists={n_artists}) and [0, n_tags={n_tags})")
-    counts = sp.csr_matrix(
-        (np.ones(artist_index.size, dtype=np.float64), (artist_index, tag_index)), shape=(n_artists, n_tags)
+    counts = canonical_csr(
+        sp.coo_matrix(
+            (np.ones(artist_index.size, dtype=np.float64), (artist_index, tag_index)),
+            shape=(n_artists, n_tags),
+        )
     )
-    counts.sum_duplicates()
     if tfidf:
         df = np.bincount(counts.indices, minlength=n_tags)
         n_tagged = np.count_nonzero(np.diff(counts.indptr))

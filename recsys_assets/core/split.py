@@ -13,6 +13,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.sparse import canonical_csr
+
 __all__ = ["Split", "SplitError", "per_user_holdout", "random_split"]
 
 
@@ -45,11 +47,7 @@ def _canonical_csr(X: sp.spmatrix | sp.sparray) -> sp.csr_matrix:
         raise TypeError(f"X must be a scipy sparse matrix, got {type(X).__name__}")
     if X.ndim != 2:
         raise SplitError(f"X must be 2-D (users x items), got shape {X.shape}")
-    X = sp.csr_matrix(X)
-    if not X.has_canonical_format:
-        X = X.copy()
-        X.sum_duplicates()
-    return X
+    return canonical_csr(X)
 
 
 def _check_fraction(test_fraction: float) -> float:

@@ -17,6 +17,7 @@ import numba
 import numpy as np
 from scipy.sparse import csr_matrix, issparse
 
+from recsys_assets.core.heap import sift_down, sort_best_first
 from recsys_assets.core.threads import numba_threads, resolve_threads
 
 __all__ = [
@@ -36,33 +37,6 @@ TILE_ROWS = 256
 TILE_COLS = 1024
 # Scores per vectorised "anything above the k-th best?" check before a scalar heap scan.
 _SCAN = 64
-
-
-@numba.njit(cache=True, inline="always")
-def _worse(s_a: float, i_a: int, s_b: float, i_b: int) -> bool:
-    """(s_a, i_a) ranks below (s_b, i_b): lower score, or equal score and higher index."""
-    return s_a < s_b or (s_a == s_b and i_a > i_b)
-
-
-@numba.njit(cache=True)
-def _sift_down(hs: np.ndarray, hi: np.ndarray, pos: int, size: int) -> None:
-    """Restore the min-heap (worst entry at the root) below ``pos`` for the first ``size`` entries."""
-    s = hs[pos]
-    i = hi[pos]
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        right = child + 1
-        if right < size and _worse(hs[right], hi[right], hs[child], hi[child]):
-            child = right
-        if not _worse(hs[child], hi[child], s, i):
-            break
-        hs[pos] = hs[child]
-        hi[pos] = hi[child]
-        pos = child
-    hs[pos] = s
-    hi[pos] = i
 
 
 @numba.njit(cache=True, fastmath={"nnan", "nsz", "arcp", "contract", "reassoc"})
@@ -89,7 +63,7 @@ def _fold_row(row: np.ndarray, col0: int, hs: np.ndarray, hi: np.ndarray) -> Non
                 if s > threshold:
                     hs[0] = s
                     hi[0] = col0 + c
-                    _sift_down(hs, hi, 0, k)
+                    sift_down(hs, hi, k)
                     threshold = hs[0]
 
 
@@ -145,15 +119,7 @@ def _sort_heaps(heap_s: np.ndarray, heap_i: np.ndarray) -> None:
     for q in numba.prange(n):
         hs = heap_s[q]
         hi = heap_i[q]
-        # Popping the root (the worst) to the end of the shrinking heap leaves the row best-first.
-        for size in range(k - 1, 0, -1):
-            s = hs[0]
-            i = hi[0]
-            hs[0] = hs[size]
-            hi[0] = hi[size]
-            hs[size] = s
-            hi[size] = i
-            _sift_down(hs, hi, 0, size)
+        sort_best_first(hs, hi)
         for t in range(k):
             if hs[t] == -np.inf:
                 hi[t] = -1

@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
+from recsys_assets.core.sparse import canonical_csr
+
 Scheme = Literal["raw", "bm25", "tfidf", "confidence", "log"]
 Orientation = Literal["artist_user", "user_artist"]
 
@@ -28,9 +30,7 @@ class WeightingError(ValueError):
 def _checked_csr(X: sp.spmatrix) -> sp.csr_matrix:
     if not sp.issparse(X):
         raise WeightingError(f"expected a scipy sparse matrix, got {type(X).__name__}")
-    X = sp.csr_matrix(X, dtype=np.float32, copy=True)
-    X.sum_duplicates()
-    X.sort_indices()
+    X = canonical_csr(X, dtype=np.float32, copy=True)
     if X.nnz and (not np.all(np.isfinite(X.data)) or X.data.min() < 0):
         raise WeightingError("play counts must be finite and non-negative")
     return X

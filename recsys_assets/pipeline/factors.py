@@ -14,6 +14,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model
 from recsys_assets.core.report import loss_curve_png
 from recsys_assets.pipeline.warehouse import markdown_rows
+from recsys_assets.progress import Progress
 from recsys_assets.settings import fingerprint
 
 
@@ -36,12 +37,17 @@ def fit_model(
     with ``settings`` into the set's ``settings_fingerprint``.
     """
 
-    def progress(step: int, total: int, loss: float | None, seconds: float) -> None:
-        if log is not None:
-            shown = "" if loss is None else f": loss {loss:.6g}"
-            log(f"{model.name} iteration {step}/{total}{shown}, {seconds:.2f} s")
+    # A live bar on a terminal (nothing elsewhere); every iteration's line goes to ``log``.
+    with Progress(f"{model.name} fit", unit="iterations", display="auto") as bar:
+        live = bar.fit_callback()
 
-    factors = model.fit(matrix, settings, threads=threads, progress=progress)
+        def progress(step: int, total: int, loss: float | None, seconds: float) -> None:
+            live(step, total, loss, seconds)
+            if log is not None:
+                shown = "" if loss is None else f": loss {loss:.6g}"
+                log(f"{model.name} iteration {step}/{total}{shown}, {seconds:.2f} s")
+
+        factors = model.fit(matrix, settings, threads=threads, progress=progress)
     factors.model = model.name
     factors.settings_fingerprint = fingerprint(*provenance, settings)
     return factors

@@ -1,7 +1,8 @@
 """Load play counts into DuckDB raw tables, validating every line.
 
-Sources: Last.fm-360K TSV, HetRec Last.fm-2k folder, generic ``user,item,value`` CSV/Parquet, and the
-synthetic generator. Each load writes the tables of ``sql/raw_schema.sql`` in one transaction (a failed
+Sources: Last.fm-360K TSV, HetRec Last.fm-2k folder, generic ``user,item,value`` triples (any ratings
+or play-count CSV/TSV, with or without a header, or Parquet; item names from a column or an items
+file), and the synthetic generator. Each load writes the tables of ``sql/raw_schema.sql`` in one transaction (a failed
 load leaves the previous tables as they were) and returns a :class:`LoadReport`.
 
 Text files are scanned by a numba kernel over the raw bytes, not by DuckDB's CSV reader, because the
@@ -17,7 +18,8 @@ plays.
 
 Modules: :mod:`.kernels` (numba line kernels and the rule constants), :mod:`.scanner` (blocks,
 threads, merge), :mod:`.staging` (counts, staging tables, the publishing transaction),
-:mod:`.sources` (one loader per source), :mod:`.fingerprints` (content fingerprints of inputs).
+:mod:`.sources` (the music sources), :mod:`.triples` (the generic loader), :mod:`.fingerprints`
+(content fingerprints of inputs).
 
 Line rules (text sources; the Parquet loader applies the same ones per row):
 
@@ -36,21 +38,27 @@ Line rules (text sources; the Parquet loader applies the same ones per row):
   non-numeric values, and values the float32 matrices downstream cannot hold ("plays too large",
   "plays too small"; see ``MAX_PLAYS`` for the bound).
 * Duplicate (user, artist) lines are summed; ``duplicates_merged`` counts the lines merged away.
+* ``min_value`` (``[data] min_value``, default 0 = off): a valid line whose value is below it is not a
+  positive (a rating of 1 out of 5 says the user did *not* like the item). It is neither rejected nor
+  loaded into ``plays``; ``rows_below_min_value`` counts such lines. The rule applies per line, before
+  duplicates are summed; users and items left without any positive are not loaded.
 * Conservation: ``lines_read == rows_loaded + rows_rejected`` (header lines are not counted).
 """
 
 from recsys_assets.core.loaders.fingerprints import file_fingerprint
 from recsys_assets.core.loaders.kernels import MAX_FIELD_BYTES, MAX_PLAYS, MIN_PLAYS, REASONS
-from recsys_assets.core.loaders.sources import load_hetrec, load_lastfm360k, load_synthetic, load_triples
+from recsys_assets.core.loaders.sources import load_hetrec, load_lastfm360k, load_synthetic
 from recsys_assets.core.loaders.staging import (
     LoadError,
     LoadReport,
     raw_schema_sql,
     read_play_matrix,
-    sql_dir,
 )
+from recsys_assets.core.loaders.triples import DEFAULT_COLUMNS, Column, load_triples
 
 __all__ = [
+    "DEFAULT_COLUMNS",
+    "Column",
     "MAX_FIELD_BYTES",
     "MAX_PLAYS",
     "MIN_PLAYS",
@@ -64,5 +72,4 @@ __all__ = [
     "load_triples",
     "raw_schema_sql",
     "read_play_matrix",
-    "sql_dir",
 ]

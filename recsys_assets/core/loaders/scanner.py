@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,22 +349,40 @@ class _Merge:
         )
 
 
-def _scan_file(path: Path, layout: _Layout, header: bool = False, threads: int | None = None) -> _Scan:
+def _scan_file(
+    path: Path,
+    layout: _Layout,
+    header: bool = False,
+    threads: int | None = None,
+    progress: Callable[..., None] | None = None,
+) -> _Scan:
     """Scan a delimited text file line by line (see the module docstring for the rules).
 
     Blocks of ``_CHUNK_BYTES`` (cut at line ends) are scanned on ``threads`` worker threads (see
     :func:`~recsys_assets.core.threads.resolve_threads`) and merged in file order; at most one block
     more than there are threads is in flight, bounding memory. Results do not depend on the thread
     count or the block size: the same codes, values, mbids and numbered rejects as a serial scan.
+    ``progress`` (e.g. a :class:`recsys_assets.progress.Progress`) is called after each merged block as
+    ``progress(bytes_scanned, file_bytes, lines=lines_scanned)``.
     """
     n_threads = resolve_threads(threads)
     merge = _Merge(first_line=2 if header else 1)
+    size = path.stat().st_size
+    scanned = 0
+
+    def add(block: Future[_Block], n_bytes: int) -> None:
+        nonlocal scanned
+        merge.add(block.result())
+        scanned += n_bytes
+        if progress is not None:
+            progress(scanned, size, lines=merge.lines_read)
+
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="scan") as pool:
-        pending: deque[Future[_Block]] = deque()
+        pending: deque[tuple[Future[_Block], int]] = deque()
         for data, end in _line_blocks(path, header):
-            pending.append(pool.submit(_scan_block, data, end, layout))
+            pending.append((pool.submit(_scan_block, data, end, layout), end))
             if len(pending) > n_threads:
-                merge.add(pending.popleft().result())
+                add(*pending.popleft())
         while pending:
-            merge.add(pending.popleft().result())
+            add(*pending.popleft())
     return merge.result(path, layout.quoted)

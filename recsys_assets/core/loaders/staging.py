@@ -16,7 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys_assets.core.loaders.scanner import _Scan
-from recsys_assets.sql import SQL_DIR
+from recsys_assets.core.sparse import canonical_csr
+from recsys_assets.sql import read_sql
 
 # The valid lines of a load: (user code, artist code, plays) arrays, codes into the staged key tables.
 _Pairs = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -28,9 +29,11 @@ class LoadError(ValueError):
 
 @dataclass(frozen=True)
 class LoadReport:
-    """What one load did. ``lines_read == rows_loaded + rows_rejected``; ``n_plays`` is the number of
-    (user, artist) rows after summing duplicates, so ``duplicates_merged == rows_loaded - n_plays``.
-    ``extra`` holds source-specific counts (HetRec tags)."""
+    """What one load did. ``lines_read == rows_loaded + rows_rejected``; ``rows_below_min_value`` of the
+    loaded rows have a value below ``[data] min_value`` and are left out of ``plays`` (valid lines, not
+    positives: not rejects); ``n_plays`` is the number of (user, artist) rows after summing the duplicates
+    of the other rows, so ``duplicates_merged == rows_loaded - rows_below_min_value - n_plays``.
+    ``extra`` holds source-specific counts (HetRec tags, item names)."""
 
     source_file: str
     lines_read: int
@@ -42,16 +45,12 @@ class LoadReport:
     n_plays: int
     reject_reasons: dict[str, int]
     extra: dict[str, int] = field(default_factory=dict)
-
-
-def sql_dir() -> Path:
-    """The project's ``sql/`` folder, found where :mod:`recsys_assets.sql` finds it (also when installed)."""
-    return SQL_DIR
+    rows_below_min_value: int = 0
 
 
 def raw_schema_sql() -> str:
     """DDL of the raw tables (``sql/raw_schema.sql``)."""
-    return (sql_dir() / "raw_schema.sql").read_text(encoding="utf-8")
+    return read_sql("raw_schema.sql")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,6 +105,18 @@ def _compact(codes: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[str]]
     return new_code[codes], [k for k, u in zip(keys, used, strict=True) if u]
 
 
+def _positives(pairs: _Pairs, min_value: float) -> tuple[_Pairs, int]:
+    """The rows of ``pairs`` whose value is at least ``min_value`` (the others say the user did not like
+    the item: not a positive), and how many were left out. Applied per row, before duplicates are summed."""
+    if min_value <= 0:
+        return pairs, 0
+    keep = pairs[2] >= min_value
+    n_below = int(keep.size - np.count_nonzero(keep))
+    if n_below == 0:
+        return pairs, 0
+    return (pairs[0][keep], pairs[1][keep], pairs[2][keep]), n_below
+
+
 def _stage_frames(
     conn: duckdb.DuckDBPyConnection,
     ucode: np.ndarray,
@@ -116,13 +127,15 @@ def _stage_frames(
     artist_names: list[str | None],
     artist_mbid: list[str | None],
     keep_all_keys: bool = False,
+    min_value: float = 0.0,
 ) -> _Pairs:
     """Create the TEMP key tables that ``sql/load_finish.sql`` reads; returns the plays as codes into
-    them, for :func:`_publish`.
+    them, for :func:`_publish`: the rows with a value of at least ``min_value`` (see :func:`_positives`).
 
-    Unless ``keep_all_keys``, keys without a valid play (a key whose lines were all rejected after it
-    was interned) are dropped and the codes renumbered.
+    Unless ``keep_all_keys``, keys without such a play (a key whose lines were all rejected after it
+    was interned, or all below ``min_value``) are dropped and the codes renumbered.
     """
+    (ucode, acode, plays), _ = _positives((ucode, acode, plays), min_value)
     if not keep_all_keys:
         ucode, user_keys = _compact(ucode, user_keys)
         used = np.zeros(len(artist_keys), dtype=bool)
@@ -258,7 +271,13 @@ def _publish(
     extra_sql: str | None = None,
 ) -> LoadReport:
     """Replace the raw tables from the staging tables and ``pairs`` (the valid lines as codes into
-    them) in one transaction, and log the load."""
+    them, those below ``min_value`` already left out) in one transaction, and log the load."""
+    positives = int(pairs[0].shape[0])
+    if positives == 0:
+        raise LoadError(
+            f"{source_file}: every one of the {rows_loaded} valid rows has a value below [data] min_value; "
+            "lower min_value (0 keeps every row)"
+        )
     reject_frame = pd.DataFrame(
         {
             "source_file": pd.Series([r[0] for r in rejects], dtype=object),
@@ -269,7 +288,7 @@ def _publish(
     )
     with _transaction(conn):
         conn.execute(raw_schema_sql())
-        conn.execute((sql_dir() / "load_finish.sql").read_text(encoding="utf-8"))
+        conn.execute(read_sql("load_finish.sql"))
         _insert_plays(conn, pairs)
         conn.register("_rejects_frame", reject_frame)
         try:
@@ -284,7 +303,7 @@ def _publish(
         rejected = lines_read - rows_loaded
         conn.execute(
             "INSERT INTO load_log VALUES (current_localtimestamp(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [source, str(source_file), lines_read, rows_loaded, rejected, rows_loaded - n_plays]
+            [source, str(source_file), lines_read, rows_loaded, rejected, positives - n_plays]
             + [n_users, n_artists, n_plays],
         )
     return LoadReport(
@@ -292,17 +311,27 @@ def _publish(
         lines_read=lines_read,
         rows_loaded=rows_loaded,
         rows_rejected=lines_read - rows_loaded,
-        duplicates_merged=rows_loaded - n_plays,
+        duplicates_merged=positives - n_plays,
         n_users=n_users,
         n_artists=n_artists,
         n_plays=n_plays,
         reject_reasons=reasons,
+        rows_below_min_value=rows_loaded - positives,
     )
 
 
 def _load_scan(
-    conn: duckdb.DuckDBPyConnection, source: str, scan: _Scan, names: list[str | None], max_frac: float
+    conn: duckdb.DuckDBPyConnection,
+    source: str,
+    scan: _Scan,
+    names: list[str | None],
+    max_frac: float,
+    min_value: float = 0.0,
+    mbids: list[str | None] | None = None,
+    side_rejects: list[tuple[str, int, str, str]] = (),
 ) -> LoadReport:
+    """Stage and publish a scan: artist ``names`` and ``mbids`` (default: the scan's) per artist code;
+    ``side_rejects`` (source_file, line, reason, raw) of other files read with it join ``rejects``."""
     reasons = _check_counts(scan.path, scan.lines_read, scan.rows_loaded, scan.rejects, max_frac)
     try:
         pairs = _stage_frames(
@@ -313,9 +342,11 @@ def _load_scan(
             scan.user_keys,
             scan.artist_keys,
             names,
-            scan.artist_mbid,
+            scan.artist_mbid if mbids is None else mbids,
+            min_value=min_value,
         )
         rejects = [(str(scan.path), line, reason, raw) for line, reason, raw in scan.rejects]
+        rejects += side_rejects
         return _publish(conn, source, scan.path, scan.lines_read, scan.rows_loaded, rejects, reasons, pairs)
     finally:
         _drop_temp(conn)
@@ -330,9 +361,9 @@ def read_play_matrix(conn: duckdb.DuckDBPyConnection) -> sp.csr_matrix:
     n_users = conn.execute("SELECT coalesce(max(user_id) + 1, 0) FROM users").fetchone()[0]
     n_artists = conn.execute("SELECT coalesce(max(artist_id) + 1, 0) FROM artists").fetchone()[0]
     cols = conn.execute("SELECT user_id, artist_id, plays FROM plays").fetchnumpy()
-    X = sp.csr_matrix(
-        (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])), shape=(n_users, n_artists)
+    return canonical_csr(
+        sp.coo_matrix(
+            (cols["plays"].astype(np.float32), (cols["user_id"], cols["artist_id"])),
+            shape=(n_users, n_artists),
+        )
     )
-    X.sum_duplicates()
-    X.sort_indices()
-    return X

@@ -62,10 +62,15 @@ class Model:
     # Optional: fold a new user in from their row of the model's input (1 x items CSR) against fixed
     # item factors, returning the user's vector; models without it cannot answer ``recommend --likes``.
     fold_in: Callable[[sp.csr_matrix, FactorSet, Any], Any] | None = None
+    # Optional: ``score(factors, users) -> (len(users), n_items)`` scores of every item for a block of user
+    # ids, for models whose ranking is not the dot product of the factors (``nets`` with ``mlp``). Every
+    # ranking consumer (evaluation, recommendations) must call it when set, e.g.
+    # ``metrics.evaluate_scores(lambda users: model.score(factors, users), train, test)``.
+    score: Callable[[FactorSet, Any], Any] | None = None
 
 
 # Every model module, in the order models appear in tables and reports.
-MODULES: tuple[str, ...] = ("als", "lsa")
+MODULES: tuple[str, ...] = ("als", "lsa", "bpr", "lmf", "pmf", "gravity", "nets")
 
 
 @functools.cache

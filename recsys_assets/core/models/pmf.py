@@ -1,0 +1,399 @@
+"""Probabilistic matrix factorization with biases, fit to scaled play counts (a registered model).
+
+Model. For an observed pair (user u, artist i) with scaled value ``r_ui`` (see :mod:`.values`)
+
+    r̂_ui = b + b_u + b_i + x_u . y_i
+
+with ``b`` the mean of the training values (fixed, not learned) and ``b_u``, ``b_i``, ``x_u``, ``y_i``
+learned by minimising over the observed training pairs Ω
+
+    L = (1/|Ω|) sum_(u,i) in Ω  [ (r̂_ui - r_ui)^2 + λ (|x_u|^2 + |y_i|^2 + b_u^2 + b_i^2) ]
+
+(mean squared error plus L2 weight decay on every parameter a pair touches). Optimiser: mini-batch SGD
+over the observed pairs, shuffled once, visited in a fresh random order of batches every epoch; a
+batch's gradients are all computed from the parameters at the batch's start, then applied, step =
+rate x the sum of the batch's per-pair gradients (so the rate is per observation and does not depend on
+the batch size). With T threads, each runs 1/T of the epoch's batches at the same time on shared
+parameters (Hogwild): one thread reproduces its factors exactly, more threads do not.
+
+Schedule (after the PyTorch write-up this model comes from): a learning-rate range test (the rate grows
+geometrically every batch from a fresh start; the loss is lowest, smoothed, at the largest rate before
+it rises, and training uses a tenth of that rate, as fast.ai's rule has it), an optional grid over the embedding size (a few epochs
+each, the lowest validation MSE wins), then groups of ``epochs_per_rate`` epochs with the rate halved
+after each group, until a group fails to lower the validation MSE (the best parameters are kept). The
+validation pairs are ``validation_fraction`` of the training input's observed pairs, never trained on.
+
+Users with fewer than ``min_user_plays`` observed artists are left out of the fit: their ``x_u`` and
+``b_u`` stay zero, so they are predicted ``b + b_i`` (ranked by item bias).
+
+For ranking, ``FactorSet`` holds users ``[x_u, 1]`` and items ``[y_i, b_i]`` (the item bias folded into
+the factors) and ``user_offset = b + b_u``, so ``predict`` is r̂ and the dot product ranks as r̂ does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from numba import prange
+
+from recsys_assets.core.als import _permuted, _popularity_orders
+from recsys_assets.core.factorset import FactorSet
+from recsys_assets.core.models import Model, Progress
+from recsys_assets.core.models.values import Scaling, observed_pairs, scale_values, validation_mask
+from recsys_assets.core.sections import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+    Section,
+    Seed,
+)
+from recsys_assets.core.threads import numba_threads
+
+# The range test: rates from RANGE_LOW to RANGE_HIGH, geometrically, over this many batches.
+RANGE_BATCHES = 120
+RANGE_LOW, RANGE_HIGH = 1e-4, 10.0
+# The range test's chosen rate is this fraction of the rate at the smoothed loss minimum: at the
+# minimum itself the sweep is already on the edge of divergence (a whole epoch there diverged on HetRec).
+RANGE_BACKOFF = 0.1
+# A group of epochs "improves" the validation MSE when it lowers it by more than this fraction.
+MIN_IMPROVEMENT = 1e-4
+
+
+@dataclass(frozen=True)
+class IntList:
+    """A string of comma-separated positive integers (``"20,30,40"``), or ``""`` for none."""
+
+    def admits(self, value: Any) -> bool:
+        try:
+            return all(int(part) > 0 for part in value.split(",")) if value.strip() else True
+        except ValueError:
+            return False
+
+    def describe(self, kind: str) -> str:
+        return 'comma-separated positive integers such as "20,30,40,50,60", or "" (no search)'
+
+
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",")] if text.strip() else []
+
+
+@dataclass(frozen=True)
+class PmfSettings(Section):
+    """PMF with user, item and global biases on scaled play counts."""
+
+    TABLE: ClassVar[str] = "pmf"
+
+    factors: PositiveInt = 40
+    # Embedding sizes tried for ``grid_epochs`` epochs each before the real fit ("" = use ``factors``).
+    factors_grid: Annotated[str, IntList()] = ""
+    grid_epochs: PositiveInt = 3
+    scaling: Scaling = "log1p"
+    # Users with fewer observed artists are not fitted (the write-up used 5).
+    min_user_plays: NonNegativeInt = 5
+    regularization: NonNegativeFloat = 0.02
+    learning_rate: Annotated[float, Range(gt=0, le=100, special=(0.0,), note="0 = a range test chooses")] = (
+        0.0
+    )
+    batch_size: PositiveInt = 1024
+    epochs_per_rate: PositiveInt = 3
+    max_epochs: PositiveInt = 30
+    validation_fraction: Annotated[float, Range(gt=0, lt=0.5)] = 0.05
+    init_std: PositiveFloat = 0.01
+    seed: Seed = 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Kernels.
+
+
+@numba.njit(cache=True, fastmath=True)
+def _batch_gradients(
+    users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss
+):  # pragma: no cover
+    """Per-pair gradients of the pair loss for pairs ``start:stop``, from the current parameters:
+    ``gX[k]``, ``gY[k]``, ``gb[k] = (d/db_u, d/db_i)``, ``loss[k] = (pair loss, squared error)``."""
+    f = X.shape[1]
+    for k in range(stop - start):
+        p = start + k
+        u, i = users[p], items[p]
+        e = mu + bu[u] + bi[i] - values[p]
+        for j in range(f):
+            e += X[u, j] * Y[i, j]
+        norms = bu[u] * bu[u] + bi[i] * bi[i]
+        for j in range(f):
+            x, y = X[u, j], Y[i, j]
+            gX[k, j] = 2.0 * (e * y + lam * x)
+            gY[k, j] = 2.0 * (e * x + lam * y)
+            norms += x * x + y * y
+        gb[k, 0] = 2.0 * (e + lam * bu[u])
+        gb[k, 1] = 2.0 * (e + lam * bi[i])
+        loss[k, 0] = e * e + lam * norms
+        loss[k, 1] = e * e
+
+
+@numba.njit(cache=True, fastmath=True)
+def _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rate):  # pragma: no cover
+    """Subtract ``rate`` x the per-pair gradients, in pair order."""
+    f = X.shape[1]
+    for k in range(stop - start):
+        u, i = users[start + k], items[start + k]
+        for j in range(f):
+            X[u, j] -= rate * gX[k, j]
+            Y[i, j] -= rate * gY[k, j]
+        bu[u] -= rate * gb[k, 0]
+        bi[i] -= rate * gb[k, 1]
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _run_batches(
+    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam, rates, out, parts
+):  # pragma: no cover
+    """SGD over the batches ``order`` (batch b = pairs ``b*batch_size`` on), batch t at ``rates[t]``;
+    ``out[t] = (mean pair loss, mean squared error)`` of batch t before its step. ``parts`` threads
+    each run a contiguous share of ``order`` at the same time, sharing the parameters without locks
+    (Hogwild, Niu et al. 2011); with ``parts = 1`` the run is sequential and exactly reproducible."""
+    n, f, n_batches = users.shape[0], X.shape[1], order.shape[0]
+    for part in prange(parts):
+        gX = np.empty((batch_size, f), X.dtype)
+        gY = np.empty((batch_size, f), X.dtype)
+        gb = np.empty((batch_size, 2), X.dtype)
+        loss = np.empty((batch_size, 2), np.float64)
+        for t in range(part * n_batches // parts, (part + 1) * n_batches // parts):
+            start = order[t] * batch_size
+            stop = min(start + batch_size, n)
+            _batch_gradients(users, items, values, start, stop, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
+            _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rates[t])
+            total, sq = 0.0, 0.0
+            for k in range(stop - start):
+                total += loss[k, 0]
+                sq += loss[k, 1]
+            out[t, 0] = total / (stop - start)
+            out[t, 1] = sq / (stop - start)
+
+
+@numba.njit(cache=True, fastmath=True, parallel=True)
+def _squared_errors(users, items, values, X, Y, bu, bi, mu, out):  # pragma: no cover
+    for p in prange(users.shape[0]):
+        u, i = users[p], items[p]
+        e = mu + bu[u] + bi[i] - values[p]
+        for j in range(X.shape[1]):
+            e += X[u, j] * Y[i, j]
+        out[p] = e * e
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training.
+
+
+@dataclass
+class _Params:
+    X: np.ndarray
+    Y: np.ndarray
+    bu: np.ndarray
+    bi: np.ndarray
+
+    def copy(self) -> _Params:
+        return _Params(self.X.copy(), self.Y.copy(), self.bu.copy(), self.bi.copy())
+
+
+@dataclass
+class _Pairs:
+    users: np.ndarray
+    items: np.ndarray
+    values: np.ndarray
+
+
+class _Trainer:
+    """The data, the fixed global bias and the settings of one fit; runs batches and epochs."""
+
+    def __init__(
+        self,
+        train: _Pairs,
+        valid: _Pairs,
+        shape: tuple[int, int],
+        settings: PmfSettings,
+        seed: int,
+        parts: int,
+    ):
+        self.train, self.valid, self.shape, self.s, self.parts = train, valid, shape, settings, parts
+        self.mu = np.float32(train.values.mean()) if train.values.size else np.float32(0.0)
+        self.n_batches = max(1, math.ceil(train.users.size / settings.batch_size))
+        self.rng = np.random.default_rng(seed)
+        # Users the fit never sees (filtered out) keep zero vectors, not their random start.
+        self.unseen_users = np.bincount(train.users, minlength=shape[0]) == 0
+
+    def init(self, factors: int) -> _Params:
+        std = np.float32(self.s.init_std)
+        n_users, n_items = self.shape
+        params = _Params(
+            self.rng.standard_normal((n_users, factors), dtype=np.float32) * std,
+            self.rng.standard_normal((n_items, factors), dtype=np.float32) * std,
+            np.zeros(n_users, np.float32),
+            np.zeros(n_items, np.float32),
+        )
+        params.X[self.unseen_users] = 0.0
+        return params
+
+    def batches(self, order: np.ndarray, params: _Params, rates: np.ndarray, parts: int) -> np.ndarray:
+        out = np.empty((order.size, 2), np.float64)
+        t = self.train
+        _run_batches(
+            t.users, t.items, t.values, order.astype(np.int64), self.s.batch_size,
+            params.X, params.Y, params.bu, params.bi, self.mu, np.float32(self.s.regularization),
+            rates.astype(params.X.dtype), out, parts,
+        )  # fmt: skip
+        return out
+
+    def epoch(self, params: _Params, rate: float) -> tuple[float, float]:
+        """One epoch at ``rate``: (mean pair loss, mean squared error) over its batches."""
+        order = self.rng.permutation(self.n_batches)
+        out = self.batches(order, params, np.full(order.size, rate), self.parts)
+        sizes = np.minimum(self.s.batch_size, self.train.users.size - order * self.s.batch_size)
+        return float(out[:, 0] @ sizes / sizes.sum()), float(out[:, 1] @ sizes / sizes.sum())
+
+    def validation_mse(self, params: _Params) -> float:
+        v = self.valid
+        out = np.empty(v.users.size, np.float64)
+        _squared_errors(v.users, v.items, v.values, params.X, params.Y, params.bu, params.bi, self.mu, out)
+        return float(out.sum() / max(1, out.size))
+
+    def range_test(self) -> tuple[float, dict[str, list[float]]]:
+        """The rate at the lowest smoothed batch loss of a geometric rate sweep, and the sweep."""
+        params = self.init(self.s.factors)
+        rates = np.geomspace(RANGE_LOW, RANGE_HIGH, RANGE_BATCHES)
+        order = np.arange(RANGE_BATCHES) % self.n_batches
+        with np.errstate(all="ignore"):
+            # One thread: the rate must grow in time, batch after batch.
+            raw = self.batches(order, params, rates, 1)[:, 0]
+        smoothed, average = [], 0.0
+        for t, value in enumerate(raw):
+            average = 0.9 * average + 0.1 * value
+            smoothed.append(average / (1.0 - 0.9 ** (t + 1)))
+        curve = np.array(smoothed)
+        finite = np.isfinite(curve)
+        # Past the first non-finite batch the sweep has diverged: only the prefix counts.
+        last = int(np.argmin(finite)) if not finite.all() else curve.size
+        best = int(np.argmin(curve[:last])) if last > 0 else 0
+        return float(rates[best]) * RANGE_BACKOFF, {
+            "x": rates.tolist(),
+            "y": [v if math.isfinite(v) else None for v in curve],
+        }
+
+
+def _split_pairs(
+    scaled: sp.csr_matrix, settings: PmfSettings, rng: np.random.Generator
+) -> tuple[_Pairs, _Pairs]:
+    users, items, values = observed_pairs(scaled)
+    counts = np.diff(scaled.indptr)
+    keep = counts[users] >= settings.min_user_plays
+    users, items, values = users[keep], items[keep], values[keep]
+    held = validation_mask(users.size, settings.validation_fraction, rng)
+    train = ~held
+    order = rng.permutation(int(train.sum()))
+    return (
+        _Pairs(users[train][order], items[train][order], values[train][order]),
+        _Pairs(users[held], items[held], values[held]),
+    )
+
+
+def fit(
+    matrix: sp.csr_matrix, settings: PmfSettings, *, threads: int, progress: Progress | None = None
+) -> FactorSet:
+    """PMF with biases on the scaled play counts of ``matrix`` (users x artists CSR), with the schedule
+    of the module docstring. Returns the factor set described there."""
+    rng = np.random.default_rng(settings.seed)
+    scaled = scale_values(matrix, settings.scaling)
+    # Fit with users and artists numbered by decreasing popularity: the rows most pairs touch share
+    # cache lines and pages (as the ALS fit does); the factors are returned in the caller's order.
+    user_order, item_order = _popularity_orders(scaled)
+    scaled = _permuted(scaled, user_order, item_order)
+    train, valid = _split_pairs(scaled, settings, rng)
+    curves: dict[str, dict[str, list[float]]] = {}
+    with numba_threads(threads) as n_threads:
+        trainer = _Trainer(train, valid, scaled.shape, settings, settings.seed + 1, n_threads)
+        rate = settings.learning_rate
+        if rate == 0.0:
+            rate, curves["lr_range"] = trainer.range_test()
+        factors = settings.factors
+        grid = int_list(settings.factors_grid)
+        if grid:
+            scores = []
+            for candidate in grid:
+                params = trainer.init(candidate)
+                for _ in range(settings.grid_epochs):
+                    trainer.epoch(params, rate)
+                scores.append(trainer.validation_mse(params))
+            finite = [s if math.isfinite(s) else math.inf for s in scores]
+            factors = grid[int(np.argmin(finite))]
+            curves["factors_grid"] = {"x": [float(c) for c in grid], "y": finite}
+        params = trainer.init(factors)
+        best, best_params = math.inf, params.copy()
+        losses: list[float] = []
+        seconds: list[float] = []
+        components: dict[str, list[float]] = {"train_mse": [], "validation_mse": [], "learning_rate": []}
+        epoch = 0
+        while epoch < settings.max_epochs:
+            for _ in range(min(settings.epochs_per_rate, settings.max_epochs - epoch)):
+                start = time.perf_counter()
+                loss, mse = trainer.epoch(params, rate)
+                seconds.append(time.perf_counter() - start)
+                losses.append(loss)
+                components["train_mse"].append(mse)
+                components["validation_mse"].append(trainer.validation_mse(params))
+                components["learning_rate"].append(rate)
+                epoch += 1
+                if progress is not None:
+                    progress(epoch, settings.max_epochs, loss, seconds[-1])
+            current = components["validation_mse"][-1]
+            if not current < best * (1.0 - MIN_IMPROVEMENT):
+                break
+            best, best_params = current, params.copy()
+            rate /= 2.0
+    params = _Params(
+        *(np.empty_like(a) for a in (best_params.X, best_params.Y, best_params.bu, best_params.bi))
+    )
+    params.X[user_order], params.bu[user_order] = best_params.X, best_params.bu
+    params.Y[item_order], params.bi[item_order] = best_params.Y, best_params.bi
+    return _factor_set(params, trainer.mu, losses, seconds, components, curves)
+
+
+def _factor_set(params, mu, losses, seconds, components, curves) -> FactorSet:
+    n_users = params.X.shape[0]
+    return FactorSet(
+        model="pmf",
+        user_factors=np.hstack([params.X, np.ones((n_users, 1), np.float32)]),
+        item_factors=np.hstack([params.Y, params.bi[:, None]]),
+        loss=losses,
+        seconds=seconds,
+        user_offset=(mu + params.bu).astype(np.float64),
+        item_bias=params.bi.astype(np.float64),
+        user_bias=params.bu.astype(np.float64),
+        loss_components=components,
+        curves=curves,
+    )
+
+
+def value_transform(matrix: sp.csr_matrix, settings: PmfSettings) -> sp.csr_matrix:
+    """The scaled values the model predicts (``[pmf] scaling``)."""
+    return scale_values(matrix, settings.scaling)
+
+
+MODEL = Model(
+    name="pmf",
+    description="Probabilistic MF with global, user and item biases on scaled play counts (mini-batch SGD, "
+    "learning-rate range test, step decay on a validation split).",
+    settings=PmfSettings,
+    fit=fit,
+    input="plays",
+    kinds=("numba",),
+    predicts_values=True,
+    value_transform=value_transform,
+)

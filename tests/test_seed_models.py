@@ -1,0 +1,308 @@
+"""PMF, gravity MF and the shallow networks: gradients against finite differences of the objectives
+written out here from their definitions (float64), loss decreasing, reproducibility, bad settings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys_assets.core.models import gravity as gravity_mod
+from recsys_assets.core.models import nets as nets_mod
+from recsys_assets.core.models import pmf as pmf_mod
+from recsys_assets.core.models import registry
+from recsys_assets.core.models.values import scale_values
+from recsys_assets.core.sections import SettingsError
+
+
+def plays(n_users: int = 30, n_items: int = 25, density: float = 0.25, seed: int = 0) -> sp.csr_matrix:
+    """Random play counts in [1, 200) with an empty user row (2)."""
+    rng = np.random.default_rng(seed)
+    dense = np.where(rng.random((n_users, n_items)) < density, rng.integers(1, 200, (n_users, n_items)), 0)
+    dense[2] = 0
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def low_rank_plays(
+    n_users: int = 80, n_items: int = 50, density: float = 0.4, seed: int = 0
+) -> sp.csr_matrix:
+    """Play counts whose log is a rank-2 pattern plus user and item effects (learnable structure)."""
+    rng = np.random.default_rng(seed)
+    logs = 3 + rng.normal(size=(n_users, 2)) @ rng.normal(size=(2, n_items)) + rng.normal(size=(n_items,))
+    dense = np.where(rng.random((n_users, n_items)) < density, np.round(np.expm1(np.clip(logs, 0.1, 8))), 0)
+    dense[2] = 0
+    return sp.csr_matrix(np.maximum(dense, 0).astype(np.float32))
+
+
+def numeric_gradient(objective, array: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        old = array[index]
+        array[index] = old + h
+        up = objective()
+        array[index] = old - h
+        down = objective()
+        array[index] = old
+        grad[index] = (up - down) / (2 * h)
+    return grad
+
+
+# ---------------------------------------------------------------------------------------------------
+# PMF
+
+
+def test_pmf_batch_gradients_match_finite_differences():
+    rng = np.random.default_rng(1)
+    n_users, n_items, f, lam, mu = 6, 5, 3, 0.3, 0.7
+    X, Y = rng.normal(size=(n_users, f)), rng.normal(size=(n_items, f))
+    bu, bi = rng.normal(size=n_users), rng.normal(size=n_items)
+    users = np.array([0, 1, 1, 4, 5, 0], np.int32)
+    items = np.array([2, 0, 3, 3, 1, 4], np.int32)
+    values = rng.normal(size=users.size)
+
+    def objective():  # sum over the batch of (r̂ - r)^2 + λ(|x|^2 + |y|^2 + b_u^2 + b_i^2)
+        pred = mu + bu[users] + bi[items] + (X[users] * Y[items]).sum(1)
+        reg = (X[users] ** 2).sum() + (Y[items] ** 2).sum() + (bu[users] ** 2).sum() + (bi[items] ** 2).sum()
+        return ((pred - values) ** 2).sum() + lam * reg
+
+    k = users.size
+    gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
+    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam, gX, gY, gb, loss)
+    summed = {name: np.zeros_like(a) for name, a in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi))}
+    np.add.at(summed["X"], users, gX)
+    np.add.at(summed["Y"], items, gY)
+    np.add.at(summed["bu"], users, gb[:, 0])
+    np.add.at(summed["bi"], items, gb[:, 1])
+    for name, array in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi)):
+        np.testing.assert_allclose(summed[name], numeric_gradient(objective, array), rtol=1e-6, atol=1e-7)
+    assert loss[:, 0].sum() == pytest.approx(objective(), rel=1e-12)
+
+
+def test_pmf_fits_reproducibly_and_validation_improves():
+    matrix = low_rank_plays()
+    settings = pmf_mod.PmfSettings(factors=4, min_user_plays=3, batch_size=64, max_epochs=12, seed=3)
+    a = pmf_mod.fit(matrix, settings, threads=1)
+    b = pmf_mod.fit(matrix, settings, threads=1)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_factors, b.item_factors)
+    validation = a.loss_components["validation_mse"]
+    assert min(validation) < validation[0]
+    assert a.loss[-1] < a.loss[0]
+    assert "lr_range" in a.curves and len(a.curves["lr_range"]["x"]) == pmf_mod.RANGE_BATCHES
+    # predict = b + b_u + b_i + x.y from the stored parts; the dot product ranks as predict does.
+    u, i = np.array([0, 5, 7]), np.array([1, 2, 3])
+    dots = (a.user_factors[u].astype(np.float64) * a.item_factors[i]).sum(1)
+    np.testing.assert_allclose(a.predict(u, i), a.user_offset[u] + dots)
+    # The empty user (2) was filtered out: no vector, predicted b + b_i.
+    assert not a.user_factors[2, :-1].any() and a.user_bias[2] == 0
+
+
+def test_pmf_hogwild_threads_train_alike():
+    """Two threads share the parameters without locks: not bit-identical, but a fit as good."""
+    matrix = low_rank_plays()
+    settings = pmf_mod.PmfSettings(factors=4, learning_rate=0.01, max_epochs=6, batch_size=16)
+    one = pmf_mod.fit(matrix, settings, threads=1)
+    two = pmf_mod.fit(matrix, settings, threads=2)
+    assert np.isfinite(two.user_factors).all()
+    assert two.loss_components["validation_mse"][-1] == pytest.approx(
+        one.loss_components["validation_mse"][-1], rel=0.05
+    )
+
+
+def test_pmf_factor_grid_picks_a_candidate():
+    settings = pmf_mod.PmfSettings(factors_grid="2,6", grid_epochs=1, learning_rate=0.01, max_epochs=3)
+    result = pmf_mod.fit(plays(), settings, threads=1)
+    assert result.curves["factors_grid"]["x"] == [2.0, 6.0]
+    assert result.user_factors.shape[1] - 1 in (2, 6)
+
+
+def test_value_scalings():
+    matrix = sp.csr_matrix(np.array([[0, 3, 1], [4, 0, 8]], np.float32))
+    np.testing.assert_allclose(scale_values(matrix, "log1p").toarray(), np.log1p(matrix.toarray()), rtol=1e-6)
+    np.testing.assert_allclose(
+        scale_values(matrix, "user_max").toarray(), [[0, 1, 1 / 3], [0.5, 0, 1]], rtol=1e-6
+    )
+    np.testing.assert_array_equal(scale_values(matrix, "none").toarray(), matrix.toarray())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Gravity
+
+
+def gravity_loss(A: np.ndarray, U: np.ndarray, V: np.ndarray, lam_r: float, lam_g: float) -> float:
+    """The issue's loss from its definition, with the gravity sum over every dense pair."""
+    observed = A != 0
+    pred = U @ V.T
+    n, m = A.shape
+    mse = ((A - pred)[observed] ** 2).sum() / observed.sum()
+    reg = lam_r * ((U**2).sum() / n + (V**2).sum() / m)
+    return mse + reg + lam_g * (pred**2).sum() / (n * m)
+
+
+def test_gravity_gradient_and_loss_parts_match_definition():
+    matrix = scale_values(plays(8, 7, 0.4), "log1p").astype(np.float64)
+    rng = np.random.default_rng(2)
+    U, V = rng.normal(size=(8, 3)), rng.normal(size=(7, 3))
+    settings = gravity_mod.GravitySettings(factors=3, regularization=0.3, gravity=0.7)
+    problem = gravity_mod._Problem.of(matrix)
+    A = matrix.toarray()
+    g_u, g_v, _ = gravity_mod.gradients(problem, U, V, settings)
+    np.testing.assert_allclose(
+        g_u, numeric_gradient(lambda: gravity_loss(A, U, V, 0.3, 0.7), U), rtol=1e-6, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        g_v, numeric_gradient(lambda: gravity_loss(A, U, V, 0.3, 0.7), V), rtol=1e-6, atol=1e-8
+    )
+    parts = gravity_mod.loss_parts(problem, U, V, settings)
+    assert sum(parts.values()) == pytest.approx(gravity_loss(A, U, V, 0.3, 0.7), rel=1e-10)
+
+
+def test_gravity_als_half_step_is_the_exact_row_minimiser():
+    matrix = scale_values(plays(8, 7, 0.4), "log1p").astype(np.float64)
+    rng = np.random.default_rng(4)
+    U, V = rng.normal(size=(8, 3)), rng.normal(size=(7, 3))
+    lam_r, lam_g = 0.3, 0.7
+    problem = gravity_mod._Problem.of(matrix)
+    n, m = matrix.shape
+    omega = matrix.nnz
+    gravity_mod._als_half(problem.csr, V, U, lam_r * omega / n, lam_g * omega / (n * m), steps=3)
+    # With 3 = f CG steps the solve is exact: the gradient w.r.t. U vanishes.
+    settings = gravity_mod.GravitySettings(factors=3, regularization=lam_r, gravity=lam_g)
+    g_u, _, _ = gravity_mod.gradients(problem, U, V, settings)
+    np.testing.assert_allclose(g_u, 0, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["als", "gd"])
+def test_gravity_loss_decreases_and_is_reproducible(solver):
+    matrix = plays(40, 30, 0.3)
+    settings = gravity_mod.GravitySettings(factors=4, solver=solver, iterations=20, learning_rate=2.0)
+    a = gravity_mod.fit(matrix, settings, threads=1)
+    b = gravity_mod.fit(matrix, settings, threads=1)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    assert a.loss[-1] < a.loss[0]
+    assert set(a.loss_components) == {"observed_mse", "regularization", "gravity"}
+    total = [sum(parts) for parts in zip(*a.loss_components.values(), strict=True)]
+    np.testing.assert_allclose(total, a.loss)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Networks
+
+
+def nets_objective(p: dict, batch: nets_mod.Batch, settings, masks) -> float:
+    """The batch objective from the definition, with an independent batch-norm forward pass."""
+    x, y = p["X"][batch.users], p["Y"][batch.items]
+    if settings.architecture == "mlp":
+        a = np.concatenate([x, y], axis=1)
+        for layer in (1, 2, 3):
+            r = np.maximum(a @ p[f"W{layer}"] + p[f"c{layer}"], 0)
+            norm = (r - r.mean(0)) / np.sqrt(r.var(0) + nets_mod.BN_EPS)
+            a = p[f"gamma{layer}"] * norm + p[f"beta{layer}"]
+            if masks is not None and masks[layer - 1] is not None:
+                a = a * masks[layer - 1]
+        out = (a @ p["W4"])[:, 0] + p["c4"][0]
+    else:
+        out = (x * y).sum(1)
+    if settings.architecture != "dot":
+        out = out + p["bu"][batch.users] + p["bi"][batch.items]
+    reg = (batch.user_share * (x**2).sum(1)).sum() + (batch.item_share * (y**2).sum(1)).sum()
+    return float((batch.weight * (batch.target - out) ** 2).sum() + settings.regularization * reg)
+
+
+@pytest.mark.parametrize("architecture", ["dot", "dot_bias", "mlp"])
+def test_nets_gradients_match_finite_differences(architecture):
+    settings = nets_mod.NetsSettings(
+        architecture=architecture, factors=3, hidden=4, regularization=0.2, init_std=0.5
+    )
+    rng = np.random.default_rng(5)
+    p = nets_mod.init_params(settings, 5, 6, rng, dtype=np.float64)
+    for key in p:
+        if key.startswith(("c", "beta", "gamma", "b")):
+            p[key] = p[key] + rng.normal(scale=0.3, size=p[key].shape)
+    batch = nets_mod.Batch(
+        users=np.array([0, 1, 1, 3, 4, 0, 2, 4]),
+        items=np.array([2, 0, 5, 3, 1, 4, 2, 2]),
+        target=np.array([1, 0, 1, 0, 1, 0, 1, 0], float),
+        weight=rng.uniform(0.5, 3, 8),
+        user_share=rng.uniform(0.1, 1, 8),
+        item_share=rng.uniform(0.1, 1, 8),
+    )
+    masks = [(rng.random((8, 4)) < 0.5) * 2.0, None, None] if architecture == "mlp" else None
+    value, grads = nets_mod.backward(p, batch, settings, masks)
+    assert value == pytest.approx(nets_objective(p, batch, settings, masks), rel=1e-12)
+    summed = {"X": np.zeros_like(p["X"]), "Y": np.zeros_like(p["Y"])}
+    np.add.at(summed["X"], batch.users, grads["gX"])
+    np.add.at(summed["Y"], batch.items, grads["gY"])
+    if architecture != "dot":
+        summed["bu"], summed["bi"] = np.zeros_like(p["bu"]), np.zeros_like(p["bi"])
+        np.add.at(summed["bu"], batch.users, grads["gbu"])
+        np.add.at(summed["bi"], batch.items, grads["gbi"])
+    dense = [k for k in grads if k in p]
+    assert (architecture == "mlp") == bool(dense)
+    for name in [*summed, *dense]:
+        expected = numeric_gradient(lambda: nets_objective(p, batch, settings, masks), p[name])
+        got = summed[name] if name in summed else grads[name]
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7, err_msg=name)
+
+
+def test_negative_samples_are_unobserved_and_weighted():
+    matrix = plays(20, 15, 0.3)
+    matrix.sort_indices()
+    settings = nets_mod.NetsSettings(negatives=3)
+    sample = nets_mod.epoch_sample(matrix, settings, seed=7)
+    negative = sample.target == 0
+    assert not matrix[sample.users[negative], sample.items[negative]].A1.any()
+    counts = np.diff(matrix.indptr)
+    # The weights of a user's draws sum to the user's number of unobserved artists.
+    sums = np.bincount(sample.users[negative], weights=sample.weight[negative], minlength=20)
+    has = counts > 0
+    np.testing.assert_allclose(sums[has], 15 - counts[has])
+    # Every row's L2 shares sum to one over the sample.
+    np.testing.assert_allclose(
+        np.bincount(sample.users, weights=sample.user_share)[np.unique(sample.users)], 1
+    )
+
+
+@pytest.mark.parametrize("architecture", ["dot", "dot_bias", "mlp"])
+def test_nets_loss_decreases_reproducibly(architecture):
+    matrix = plays(40, 30, 0.3)
+    settings = nets_mod.NetsSettings(
+        architecture=architecture, factors=4, epochs=4, batch_size=64, learning_rate=0.02
+    )
+    a = nets_mod.fit(matrix, settings, threads=1)
+    b = nets_mod.fit(matrix, settings, threads=1)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    assert a.loss[-1] < a.loss[0]
+    scores = registry()["nets"].score(a, np.array([0, 3]))
+    assert scores.shape == (2, 30) and np.isfinite(scores).all()
+    if architecture != "mlp":
+        np.testing.assert_allclose(scores, a.user_factors[[0, 3]] @ a.item_factors.T)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Settings and registry
+
+
+@pytest.mark.parametrize(
+    ("section", "values"),
+    [
+        (pmf_mod.PmfSettings, {"scaling": "sqrt"}),
+        (pmf_mod.PmfSettings, {"factors_grid": "20,x"}),
+        (pmf_mod.PmfSettings, {"learning_rate": -1.0}),
+        (pmf_mod.PmfSettings, {"validation_fraction": 0.0}),
+        (gravity_mod.GravitySettings, {"solver": "adam"}),
+        (gravity_mod.GravitySettings, {"gravity": -0.1}),
+        (nets_mod.NetsSettings, {"architecture": "lstm"}),
+        (nets_mod.NetsSettings, {"dropout": 1.0}),
+    ],
+)
+def test_bad_settings_are_rejected(section, values):
+    with pytest.raises(SettingsError, match=section.TABLE):
+        section(**values)
+
+
+def test_registry_lists_the_new_models():
+    models = registry()
+    assert {"pmf", "gravity", "nets"} <= set(models)
+    assert models["pmf"].predicts_values and models["gravity"].predicts_values
+    assert models["pmf"].input == models["gravity"].input == models["nets"].input == "plays"
