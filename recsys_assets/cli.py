@@ -37,17 +37,22 @@ def resolve_artist(conn: duckdb.DuckDBPyConnection, name: str) -> str:
     """The catalog's name for ``name``: case-insensitive, tolerant of a leading "The"; among several
     matches (e.g. "Arcade Fire" and "The Arcade Fire") the most listened-to. Unknown names raise
     :class:`CliError` listing close matches."""
+    return resolve_artist_id(conn, name)[1]
+
+
+def resolve_artist_id(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[int, str]:
+    """``(artist_id, catalog name)`` of ``name``, matched as :func:`resolve_artist` says."""
     wanted = _strip_the(name)
     match = conn.execute(
         """
-        SELECT a.name FROM artists a LEFT JOIN plays p USING (artist_id)
+        SELECT a.artist_id, a.name FROM artists a LEFT JOIN plays p USING (artist_id)
         WHERE regexp_replace(lower(trim(a.name)), '^the\\s+', '') = ?
-        GROUP BY a.name ORDER BY count(p.user_id) DESC, a.name LIMIT 1
+        GROUP BY a.artist_id, a.name ORDER BY count(p.user_id) DESC, a.name LIMIT 1
         """,
         [wanted],
     ).fetchall()
     if match:
-        return match[0][0]
+        return int(match[0][0]), match[0][1]
     close = conn.execute(
         """
         SELECT name FROM artists WHERE name IS NOT NULL
@@ -65,8 +70,11 @@ def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, 
     cursor = conn.execute(sql, params) if params else conn.execute(sql)
     if cursor.description is None:
         return
-    columns = [d[0] for d in cursor.description]
-    rows = cursor.fetchall()
+    _print_table([d[0] for d in cursor.description], cursor.fetchall(), empty_message)
+
+
+def _print_table(columns: list[str], rows: list, empty_message: str) -> None:
+    """Print ``rows`` under ``columns`` as an aligned text table (floats with 4 decimals)."""
     if not rows:
         print(empty_message)
         return
@@ -134,8 +142,119 @@ def cmd_related(args: argparse.Namespace) -> None:
         _note_if_capped(conn, "related_artists", args, "artist")
 
 
+def _published(conn: duckdb.DuckDBPyConnection, model_name: str):
+    """The published state of an enabled model (:func:`recsys_assets.pipeline.live.published_model`)."""
+    from recsys_assets.core.models import get_model
+    from recsys_assets.pipeline.live import published_model
+    from recsys_assets.settings import load_settings
+
+    try:
+        return published_model(conn, get_model(model_name), load_settings())
+    except LookupError as exc:
+        raise CliError(exc.args[0]) from None
+
+
+def _names(conn: duckdb.DuckDBPyConnection, ids: list[int]) -> dict[int, str]:
+    found = conn.execute("SELECT artist_id, name FROM artists WHERE list_contains(?, artist_id)", [ids])
+    return dict(found.fetchall())
+
+
+def cmd_like(args: argparse.Namespace) -> None:
+    from recsys_assets.core.foldin import FoldInError, like
+
+    _choose_model(args)
+    with _catalog_connection("artists", "plays", "artist_factors") as conn:
+        published = _published(conn, args.model)
+
+        def resolve(name: str) -> int:
+            try:
+                return resolve_artist_id(conn, name)[0]
+            except CliError as exc:
+                raise LookupError(str(exc)) from None
+
+        try:
+            found = like(args.expression, resolve, published.item_factors, n=args.n)
+        except FoldInError as exc:
+            raise CliError(str(exc)) from None
+        names = _names(conn, [i for i, _ in found])
+        rows = [(rank, names.get(i, f"#{i}"), score) for rank, (i, score) in enumerate(found, start=1)]
+        _print_table(["rank", "artist", "cosine"], rows, "no artists")
+
+
+def _recommend_likes(args: argparse.Namespace) -> None:
+    """``recommend --likes``: a new listener folded in against the published item factors."""
+    import numpy as np
+
+    from recsys_assets.core.models import get_model
+
+    if get_model(args.model).fold_in is None:
+        raise CliError(
+            f"--likes: model {args.model!r} has no fold-in for a new listener; use --model als "
+            "(or a model that defines Model.fold_in)"
+        )
+    with _catalog_connection("artists", "plays", "artist_factors") as conn:
+        liked = [resolve_artist_id(conn, name.strip()) for name in args.likes.split(",") if name.strip()]
+        if not liked:
+            raise CliError("--likes: give at least one artist name (comma-separated)")
+        published = _published(conn, args.model)
+        scores = _fold_in(published, [i for i, _ in liked])
+        top = [int(i) for i in np.argsort(-scores, kind="stable")[: args.n] if np.isfinite(scores[i])]
+        names = _names(conn, top)
+        rows = [(rank, names.get(i, f"#{i}"), float(scores[i])) for rank, i in enumerate(top, start=1)]
+        print(f"(a new listener who likes {', '.join(name for _, name in liked)})")
+        _print_table(["rank", "artist", "score"], rows, "no recommendations")
+
+
+def _fold_in(published, liked: list[int]):
+    from recsys_assets.core.foldin import FoldInError
+    from recsys_assets.pipeline.live import fold_in_scores
+
+    try:
+        return fold_in_scores(published, liked)
+    except FoldInError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    from recsys_assets.core.foldin import FoldInError, explain_als
+
+    _choose_model(args)
+    if args.model != "als":
+        raise CliError(
+            f"explain: only ALS recommendations can be explained (--model als), not {args.model!r}"
+        )
+    with _catalog_connection("users", "artists", "plays", "artist_factors") as conn:
+        found = conn.execute("SELECT user_id FROM users WHERE user_key = ?", [args.user]).fetchall()
+        if not found:
+            raise CliError(f"no user with key {args.user!r}; user keys are in the users table (user_key)")
+        item, name = resolve_artist_id(conn, args.artist)
+        published = _published(conn, "als")
+        row = published.matrix[found[0][0]]
+        try:
+            why = explain_als(
+                row, item, published.item_factors, published.section.alpha, published.section.regularization
+            )
+        except FoldInError as exc:
+            raise CliError(f"{exc} (user {args.user!r})") from None
+        shown = why.contributions[: args.n]
+        names = _names(conn, [j for j, _ in shown])
+        print(f"score of {name!r} for user {args.user!r}: {why.score:.4f}; the user's artists that drove it:")
+        rows = [
+            (rank, names.get(j, f"#{j}"), value, value / why.score if why.score else float("nan"))
+            for rank, (j, value) in enumerate(shown, start=1)
+        ]
+        _print_table(["rank", "artist", "contribution", "share"], rows, "no contributions")
+
+
 def cmd_recommend(args: argparse.Namespace) -> None:
     _choose_model(args)
+    if args.likes is not None:
+        if args.user is not None:
+            raise CliError("recommend: give a user key or --likes, not both")
+        _recommend_likes(args)
+        return
+    if args.user is None:
+        raise CliError('recommend: give a user key, or --likes "Artist,Artist,..." for a new listener')
     with _catalog_connection("users", "artists", "recommendations") as conn:
         known = conn.execute("SELECT count(*) FROM users WHERE user_key = ?", [args.user]).fetchone()[0]
         if not known:
@@ -314,11 +433,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_related)
-    p = sub.add_parser("recommend", help="recommendations for a user (by user key)")
-    p.add_argument("user")
+    p = sub.add_parser(
+        "recommend", help="recommendations for a user (by user key) or a new listener (--likes)"
+    )
+    p.add_argument("user", nargs="?", default=None)
+    p.add_argument(
+        "--likes",
+        default=None,
+        metavar="ARTISTS",
+        help='comma-separated artists a new listener likes, e.g. "Radiohead,Muse,Portishead" (folded in '
+        "against the published factors, no retraining)",
+    )
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_recommend)
+    p = sub.add_parser(
+        "like", help='artists nearest to a sum of artists, e.g. "Radiohead + Daft Punk - Coldplay"'
+    )
+    p.add_argument("expression", help='terms joined by + and -, optional weights: "0.5*Muse + Björk"')
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("-n", type=int, default=10)
+    p.set_defaults(func=cmd_like)
+    p = sub.add_parser("explain", help="which of a user's artists drove an ALS recommendation")
+    p.add_argument("user")
+    p.add_argument("artist")
+    p.add_argument("--model", default=None, help="als (the only model with explanations)")
+    p.add_argument("-n", type=int, default=10)
+    p.set_defaults(func=cmd_explain)
     p = sub.add_parser("query", help="run read-only SQL against the published tables")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)

@@ -11,6 +11,7 @@ from recsys_assets.assets.indexes import build_index_assets
 from recsys_assets.assets.ingest import build_ingest_assets
 from recsys_assets.assets.matrices import build_matrix_assets
 from recsys_assets.assets.publish import build_publish_assets
+from recsys_assets.assets.tuning import build_tuning_assets
 from recsys_assets.automation import wave_sensor, with_wave_automation
 from recsys_assets.cron import is_valid_cron_string
 from recsys_assets.engines.settings import EngineSettings
@@ -91,6 +92,7 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     assets = [
         *build_ingest_assets(settings),
         *build_matrix_assets(settings),
+        *build_tuning_assets(settings),
         *build_factor_assets(settings),
         *build_index_assets(settings),
         *build_answer_assets(settings),

@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 from recsys_assets.catalog import Catalog
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.split import Split
+from recsys_assets.pipeline.tuning import TunedSettings
 from recsys_assets.sql import read_sql
 from recsys_assets.storage import (
     ARTIFACT_DIR,
@@ -24,6 +25,7 @@ from recsys_assets.storage import (
 # The names artifact headers store for these types (never a module path: classes may move).
 register_artifact_type("factor_set", FactorSet)
 register_artifact_type("split", Split)
+register_artifact_type("tuned_settings", TunedSettings)
 
 # Materialization metadata key holding the content hash of the artifact the IO manager wrote: the
 # planner compares it with the file's header to tell a file replaced by a run killed before Dagster

@@ -55,6 +55,7 @@ from recsys_assets.core.sections import (  # noqa: F401  (re-exported: the setti
     parse_size,
     physical_memory_bytes,
 )
+from recsys_assets.core.tuning import TuningSettings
 from recsys_assets.engines.settings import EngineSettings  # noqa: F401  (re-exported)
 
 SETTINGS_ENV = "RECSYS_CONFIG"
@@ -136,7 +137,7 @@ class SyntheticSettings(Section):
 class WeightingSettings(Section):
     """How play counts become the matrix the models factorise."""
 
-    scheme: Literal["bm25", "tfidf", "confidence", "raw"] = "bm25"
+    scheme: Literal["bm25", "tfidf", "confidence", "log", "raw"] = "bm25"
     # artist_user: artists are BM25/TF-IDF "documents" (the better one on HetRec-2k: README "Quality").
     orientation: Literal["artist_user", "user_artist"] = "artist_user"
     k1: NonNegativeFloat = 100.0
@@ -146,6 +147,8 @@ class WeightingSettings(Section):
     alpha: PositiveFloat = 40.0
     confidence_scale: Literal["linear", "log"] = "linear"
     confidence_epsilon: PositiveFloat = 1.0
+    # The log scheme: log(1 + plays / epsilon).
+    epsilon: PositiveFloat = 1.0
 
 
 @dataclass(frozen=True)
@@ -292,6 +295,36 @@ class ScheduleSettings(Section):
     timezone: Annotated[str, TimeZone()] = "UTC"
 
 
+class ArtistNames:
+    """Rule of ``[explore] artists``: an array of non-empty artist names."""
+
+    def admits(self, value: Any) -> bool:
+        return all(isinstance(v, str) and v.strip() for v in value)
+
+    def describe(self, kind: str) -> str:
+        return "an array of artist names"
+
+
+@dataclass(frozen=True)
+class ExploreSettings(Section):
+    """The "Exploring the factor space" section of the evaluation report."""
+
+    # The cosine-similarity heatmap's artists (names as `recsys related` takes them); empty = the most
+    # played `heatmap_size` artists.
+    artists: Annotated[tuple, ArtistNames()] = ()
+    heatmap_size: PositiveInt = 12
+    # Well-known artists whose related lists are compared under dot and cosine scores.
+    dot_vs_cosine_artists: PositiveInt = 3
+    # The t-SNE map's most-played artists (the map needs scikit-learn: the `explore` extra).
+    tsne_artists: Annotated[int, Range(ge=10)] = 500
+    seed: Seed = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.artists, list):  # TOML arrays arrive as lists
+            object.__setattr__(self, "artists", tuple(self.artists))
+        super().__post_init__()
+
+
 class RegisteredModels:
     """Rule of ``[models] enabled``: distinct names of registered models (at least one)."""
 
@@ -339,11 +372,16 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    tuning: TuningSettings = field(default_factory=TuningSettings)
+    explore: ExploreSettings = field(default_factory=ExploreSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     # Model name -> its settings section, for every registered model (enabled or not).
     model_sections: dict[str, Section] = field(default_factory=_default_model_sections)
     # Where the settings came from (None = built-in defaults); not a setting itself.
     source_file: str | None = field(default=None, compare=False)
+    # Table name -> the keys the settings file wrote explicitly (tuning never overrides them); not a
+    # setting itself.
+    explicit: dict[str, frozenset[str]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         # The one rule that spans keys; every single value was checked by its section.
@@ -361,6 +399,14 @@ class Settings:
         if name not in self.model_sections:
             raise SettingsError(f"unknown model {name!r}; known models: {', '.join(registry())}")
         return self.model_sections[name]
+
+    def fixed_for(self, name: str) -> frozenset[str]:
+        """What tuning model ``name`` must leave as written: the keys of ``[name]`` the settings file
+        sets, and ``weighting.<key>`` for each key of ``[weighting]`` it sets that a tuned weighting has
+        (scheme, orientation, k1, b, epsilon)."""
+        tunable = {"scheme", "orientation", "k1", "b", "epsilon"}
+        weighting = self.explicit.get("weighting", frozenset()) & tunable
+        return frozenset(self.explicit.get(name, frozenset())) | {f"weighting.{k}" for k in weighting}
 
     def enabled_models(self) -> tuple[Model, ...]:
         """The registered models of ``[models] enabled``, in that order."""
@@ -404,7 +450,7 @@ class Settings:
 def _fixed_section_types() -> dict[str, type]:
     """The product's own tables: TOML table name -> section class, in file order."""
     hints = get_type_hints(Settings)
-    skip = {"source_file", "model_sections"}
+    skip = {"source_file", "model_sections", "explicit"}
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings) if f.name not in skip}
 
 
@@ -443,7 +489,13 @@ def settings_from_dict(raw: dict[str, Any], where: str = "<settings>") -> Settin
                 raise SettingsError(f"[{name}] must be a table, got {_toml(values)}")
             _reject_unknown_keys(name, values)
             (built if name in fixed else models)[name] = sections[name](**values)
-        return Settings(**built, model_sections=models, source_file=None if where.startswith("<") else where)
+        explicit = {name: frozenset(values) for name, values in raw.items()}
+        return Settings(
+            **built,
+            model_sections=models,
+            source_file=None if where.startswith("<") else where,
+            explicit=explicit,
+        )
     except SettingsError as exc:
         raise SettingsError(f"{where}: {exc}") from None
 

@@ -63,6 +63,28 @@ CREATE TABLE IF NOT EXISTS evaluation (
 -- Warehouses made before the column existed get it (NULL for their earlier rows).
 ALTER TABLE evaluation ADD COLUMN IF NOT EXISTS split_seed BIGINT;
 
+-- Tuning searches ([tuning] mode != "off"): one row per fitted candidate per model, scored on a validation
+-- split carved from the evaluation's training part. settings: the swept values as fitted (JSON); the
+-- chosen row's choice holds the whole chosen section and weighting (JSON) that the production fit read.
+CREATE TABLE IF NOT EXISTS tuning (
+    model VARCHAR NOT NULL,
+    weighting VARCHAR NOT NULL,
+    settings VARCHAR NOT NULL,
+    objective VARCHAR NOT NULL,
+    value DOUBLE,
+    val_precision DOUBLE,
+    val_recall DOUBLE,
+    val_map DOUBLE,
+    val_ndcg DOUBLE,
+    val_auc DOUBLE,
+    val_mpr DOUBLE,
+    seconds DOUBLE NOT NULL,
+    users INTEGER NOT NULL,
+    rung INTEGER NOT NULL,
+    chosen BOOLEAN NOT NULL,
+    choice VARCHAR
+);
+
 -- Internal: the data version of each asset's latest warehouse write (NULL while a write is in progress)
 -- and the artifact files written with it (JSON: name -> content hash). Written in the same transaction as
 -- the asset's tables, so `recsys refresh` can tell a write whose run was killed before Dagster recorded it.

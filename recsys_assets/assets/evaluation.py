@@ -14,7 +14,7 @@ from dagster_duckdb import DuckDBResource
 from recsys_assets.assets._common import data_version, markdown_table, reads_settings
 from recsys_assets.assets._tables import table_metadata
 from recsys_assets.assets.spark import SPARK_MODEL, spark_eval_als_asset
-from recsys_assets.core import metrics, report
+from recsys_assets.core import explore, metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
 from recsys_assets.core.split import Split
@@ -27,11 +27,14 @@ from recsys_assets.pipeline.evaluation import (
     value_metric_rows,
     write_evaluation,
 )
+from recsys_assets.pipeline.exploration import explore_factors
 from recsys_assets.pipeline.factors import ensure_finite, fit_model
 from recsys_assets.pipeline.matrices import apply_weighting
+from recsys_assets.pipeline.tuning import TunedSettings, tuned_input
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import (
     DataSettings,
+    ExploreSettings,
     RuntimeSettings,
     Settings,
     WeightingSettings,
@@ -138,6 +141,45 @@ def eval_factor_asset(
     return _eval
 
 
+@reads_settings("eval_tuned_factors-1")
+def eval_tuned_factor_asset(
+    name: str, sources: tuple, runtime: RuntimeSettings, *, code_version: str
+) -> dg.AssetsDefinition:
+    """``eval_{name}_factors`` under ``[tuning]``: the settings and weighting ``{name}_tuning`` chose,
+    fitted on the train matrix. ``sources``: the data and the split parameters."""
+    model = get_model(name)
+
+    @dg.asset(
+        name=f"eval_{name}_factors",
+        ins={"train_test_split": dg.AssetIn(), "tuned": dg.AssetIn(f"{name}_tuning")},
+        group_name="evaluation",
+        kinds=set(model.kinds),
+        code_version=code_version,
+        description=f"{name} refitted on the train matrix with the tuned settings.",
+    )
+    def _eval(
+        context: dg.AssetExecutionContext, train_test_split: Split, tuned: TunedSettings
+    ) -> dg.Output[FactorSet]:
+        section = tuned.section(model.settings)
+        matrix = tuned_input(model, train_test_split.train, tuned)
+        check_model(model, section, matrix.shape)
+        factors = fit_model(
+            model,
+            matrix,
+            section,
+            runtime.threads,
+            log=context.log.info,
+            provenance=(*sources, tuned.document()),
+        )
+        ensure_finite(factors)
+        return dg.Output(factors, data_version=data_version(factors.user_factors, factors.item_factors))
+
+    return _eval
+
+
+BEATS_POPULARITY = "models_beat_popularity"
+
+
 @reads_settings("evaluation_report-4")
 def report_asset(
     models: tuple[str, ...],
@@ -146,6 +188,7 @@ def report_asset(
     data: DataSettings,
     weighting: WeightingSettings,
     split_params: dict,
+    explore_settings: ExploreSettings,
     runtime: RuntimeSettings,
     *,
     where: str | None = None,
@@ -167,6 +210,14 @@ def report_asset(
         group_name="evaluation",
         kinds={"duckdb", "html"},
         code_version=code_version,
+        check_specs=[
+            dg.AssetCheckSpec(
+                BEATS_POPULARITY,
+                asset="evaluation_report",
+                description=f"Every model's held-out precision@{k} is at least the popularity baseline's "
+                "(warns; never blocks publishing).",
+            )
+        ],
         description="Precision, recall, MAP, NDCG, AUC (the full AUC over every non-train artist, not "
         "implicit's top-k estimate), MPR (weighted by the held-out play counts) and coverage per model "
         "(RMSE and MAE of the held-out values for value-predicting models) against popularity and random "
@@ -209,8 +260,25 @@ def report_asset(
         run_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         losses = {f.model: f.loss for f in fitted if f.loss}
         with warehouse_connection(warehouse) as conn:
+            names = [
+                name if name is not None else f"#{i}"
+                for i, name in conn.execute(
+                    "SELECT artist_id, name FROM artists ORDER BY artist_id"
+                ).fetchall()
+            ]
+            tags = None
             tag_rows = []
             if hetrec:
+                assigned = conn.execute(
+                    "SELECT artist_id, tag_id FROM artist_tags WHERE artist_id IS NOT NULL"
+                ).fetchnumpy()
+                # Tag ids have gaps (HetRec's do): a name slot per id up to the largest.
+                tag_names = [""] * (int(assigned["tag_id"].max()) + 1 if len(assigned["tag_id"]) else 0)
+                for tag_id, tag in conn.execute("SELECT tag_id, tag FROM tags").fetchall():
+                    if tag_id is not None and 0 <= tag_id < len(tag_names):
+                        tag_names[tag_id] = tag or ""
+                if tag_names:
+                    tags = explore.top_tags(assigned["artist_id"], assigned["tag_id"], tag_names, len(names))
                 related = conn.execute(
                     "SELECT model, artist_id, rank, related_id FROM related_artists WHERE rank <= ?", [k]
                 ).df()
@@ -235,6 +303,7 @@ def report_asset(
             )
             extra = {"related-artist tag similarity (top-10)": tag_rows} if tag_rows else {}
             dataset = dataset_facts(data, split)
+            explored = explore_factors(fitted, split.train, names, tags, explore_settings, runtime.threads)
             html = report.html_report(
                 "recsys evaluation",
                 rows,
@@ -243,6 +312,7 @@ def report_asset(
                 generated_at=run_at.isoformat(" ", "seconds"),
                 dataset=dataset,
                 split_seed=seed,
+                sections={"Exploring the factor space": explored.html},
             ).encode()
             # The rows and the report's hash (the data version) commit together; the report file follows,
             # so a kill in between leaves a file that differs from the ledger and the asset re-runs.
@@ -252,6 +322,10 @@ def report_asset(
         html_path = store.artifact_path(REPORT_FILE)
         with atomic_path(html_path) as tmp:
             tmp.write_bytes(html)
+        for page, text in explored.pages.items():
+            with atomic_path(store.artifact_path(page)) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        below = report.below_baseline(rows)
         ranking_rows = [r for r in rows if r["metric"] in REPORT_METRICS]
         charts = {"Ranking metrics by model": report.metrics_chart_png(ranking_rows)}
         if losses:
@@ -268,12 +342,29 @@ def report_asset(
             }
             | {f"dataset/{key.replace(' ', '_')}": v for key, v in dataset.items() if isinstance(v, int)}
             | tables
+            | {name: dg.MetadataValue.md(text) for name, text in explored.markdown.items()}
+            | explored.values
+            | {
+                f"artist_map_{page}": dg.MetadataValue.path(str(store.artifact_path(page)))
+                for page in explored.pages
+            }
         )
         if tag_rows:
             metadata["related_tag_similarity"] = markdown_table(tag_rows)
         metadata["seconds"] = round(time.perf_counter() - started, 3)
         context.log.info(f"evaluation written to {html_path}")
-        return dg.MaterializeResult(data_version=dg.DataVersion(version), metadata=metadata)
+        check = dg.AssetCheckResult(
+            check_name=BEATS_POPULARITY,
+            passed=not below,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "below_popularity": ", ".join(f"{m} ({v:.4f} < {b:.4f})" for m, (v, b) in below.items())
+                or "(none)"
+            },
+        )
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(version), metadata=metadata, check_results=[check]
+        )
 
     return evaluation_report
 
@@ -284,6 +375,9 @@ def build_evaluation_assets(settings: Settings) -> list:
     models = settings.models.enabled
     evals = []
     for name in models:
+        if settings.tuning.mode != "off":
+            evals.append(eval_tuned_factor_asset(name, (settings.data, split_params), runtime))
+            continue
         weighted = get_model(name).input == "weighted"
         sources = (settings.data, settings.weighting) if weighted else (settings.data,)
         engine: dict = {}
@@ -308,6 +402,7 @@ def build_evaluation_assets(settings: Settings) -> list:
             settings.data,
             settings.weighting,
             split_params,
+            settings.explore,
             runtime,
             where=where,
         ),

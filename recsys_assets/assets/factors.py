@@ -14,6 +14,7 @@ from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import get_model
 from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.factors import ensure_finite, factor_summary, fit_model
+from recsys_assets.pipeline.tuning import TunedSettings, tuned_input
 from recsys_assets.pipeline.warehouse import write_factor_tables
 from recsys_assets.resources import warehouse_connection
 from recsys_assets.settings import DataSettings, RuntimeSettings, Settings, WeightingSettings, check_model
@@ -88,7 +89,45 @@ def factor_asset(
     return _factors
 
 
+@reads_settings("tuned_factors-1")
+def tuned_factor_asset(
+    name: str, data: DataSettings, runtime: RuntimeSettings, *, code_version: str
+) -> dg.AssetsDefinition:
+    """The ``{name}_factors`` asset under ``[tuning]``: fitted with the settings ``{name}_tuning`` chose,
+    on the play matrix weighted as it chose (so a new best re-fits, the same best changes nothing)."""
+    model = get_model(name)
+
+    @dg.asset(
+        name=f"{name}_factors",
+        ins={"plays": dg.AssetIn("play_matrix"), "tuned": dg.AssetIn(f"{name}_tuning")},
+        group_name="factors",
+        kinds={*model.kinds, "duckdb"},
+        code_version=code_version,
+        description=f"{model.description} Settings and weighting from {name}_tuning. Also in DuckDB: "
+        "artist_factors / user_factors.",
+    )
+    def _factors(
+        context: dg.AssetExecutionContext,
+        plays: sp.csr_matrix,
+        tuned: TunedSettings,
+        warehouse: DuckDBResource,
+    ) -> dg.Output[FactorSet]:
+        section = tuned.section(model.settings)
+        matrix = tuned_input(model, plays, tuned)
+        check_model(model, section, matrix.shape)
+        factors = fit_model(
+            model, matrix, section, runtime.threads, log=context.log.info, provenance=(data, tuned.document())
+        )
+        return factor_output(factors, warehouse)
+
+    return _factors
+
+
 def build_factor_assets(settings: Settings) -> list:
+    if settings.tuning.mode != "off":
+        return [
+            tuned_factor_asset(m.name, settings.data, settings.runtime) for m in settings.enabled_models()
+        ]
     return [
         factor_asset(
             model.name,

@@ -60,4 +60,7 @@ def weighted_matrix_asset(
 
 
 def build_matrix_assets(settings: Settings) -> list:
+    if settings.tuning.mode != "off":
+        # Tuned models weight the play matrix as their tuning chose: nothing reads [weighting]'s matrix.
+        return [play_matrix_asset()]
     return [play_matrix_asset(), weighted_matrix_asset(settings.weighting, settings.engine)]

@@ -27,11 +27,15 @@ class PublishBlockedError(RuntimeError):
 
 
 def failed_checks(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]) -> list[str]:
-    """The checks whose latest evaluation failed (a check never evaluated does not block)."""
+    """The checks whose latest evaluation failed with ERROR severity (a check never evaluated, or one that
+    only warns, e.g. a model below the popularity baseline, does not block)."""
     failed = []
     for key in check_keys:
         history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
         if history and history[0].status == AssetCheckExecutionRecordStatus.FAILED:
+            evaluation = history[0].evaluation
+            if evaluation is not None and evaluation.severity == dg.AssetCheckSeverity.WARN:
+                continue
             failed.append(key.to_user_string())
     return failed
 
@@ -42,6 +46,8 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
         + (HETREC_TABLES if settings.data.source == "hetrec" else ())
         + FACTOR_TABLES
         + ANSWER_TABLES
+        # Only a tuned graph publishes its searches (rows of an earlier tuned run stay unpublished).
+        + (("tuning",) if settings.tuning.mode != "off" else ())
     )
 
     @dg.asset(

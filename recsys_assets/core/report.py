@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ReportError",
+    "below_baseline",
     "html_report",
     "loss_curve_png",
     "metrics_chart_png",
@@ -81,6 +82,27 @@ def metrics_markdown(rows: list[dict]) -> str:
     for model in models:
         lines.append(f"| {cell(model)} | " + " | ".join(_fmt(values.get((model, c))) for c in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def below_baseline(
+    rows: list[dict], metric: str = "precision", baseline: str = "popularity"
+) -> dict[str, tuple[float, float]]:
+    """Models scoring below ``baseline`` on ``metric`` (every cut-off k of it present in ``rows``):
+    ``{model: (model's value, baseline's value)}``, in row order; the baseline and the ``random``
+    rows are never flagged. Empty when the baseline has no such row."""
+    reference = {
+        row.get("k"): float(row["value"])
+        for row in rows
+        if row["model"] == baseline and row["metric"] == metric
+    }
+    flagged: dict[str, tuple[float, float]] = {}
+    for row in rows:
+        k = row.get("k")
+        if row["metric"] != metric or row["model"] in (baseline, "random") or k not in reference:
+            continue
+        if float(row["value"]) < reference[k]:
+            flagged[str(row["model"])] = (float(row["value"]), reference[k])
+    return flagged
 
 
 def _figure(**kwargs) -> Figure:
@@ -191,7 +213,7 @@ def report_markdown(
     return "\n".join(lines) + "\n"
 
 
-def _html_table(records: list[dict]) -> str:
+def _html_table(records: list[dict], red: frozenset[str] = frozenset()) -> str:
     columns: dict[str, None] = {}
     for record in records:
         columns.update(dict.fromkeys(map(str, record)))
@@ -203,7 +225,10 @@ def _html_table(records: list[dict]) -> str:
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{value(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records
+        ('<tr class="below">' if str(next(iter(r.values()), "")) in red else "<tr>")
+        + "".join(f"<td>{value(r.get(c, ''))}</td>" for c in columns)
+        + "</tr>"
+        for r in records
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -221,24 +246,35 @@ def html_report(
     generated_at: str,
     dataset: dict[str, object] | None = None,
     split_seed: int | None = None,
+    sections: dict[str, str] | None = None,
 ) -> str:
     """A self-contained HTML page: the ``dataset`` it measured (name -> value), the settings
     fingerprint, split and ``split_seed`` behind each model's numbers, metric table (models x
     ``metric@k``) with what ``auc`` and ``mpr`` mean, metric chart, loss chart, and one table per
     ``extra_tables`` entry (columns = union of the records' keys). Charts are embedded as base64 PNG
     data URLs, so the page needs no other file. Empty ``losses`` omits the loss chart.
+    Models below the popularity baseline on precision (:func:`below_baseline`) are shown in red with a
+    warning line; ``sections`` maps a heading to an HTML fragment appended at the end (trusted: built by
+    the caller from escaped parts).
     """
     models, columns, values = _table(rows)
     if not models:
         raise ReportError("no metric rows to report")
     metric_records = [{"model": m} | {c: values.get((m, c), "–") for c in columns} for m in models]
+    below = below_baseline(rows)
+    warnings = [
+        f'<p class="below">{html.escape(m)} scores below the popularity baseline on precision: '
+        f"{v:.4f} &lt; {b:.4f}</p>"
+        for m, (v, b) in below.items()
+    ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:70em}"
         "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.3em .6em}"
-        "td{text-align:right}td:first-child{text-align:left}th{background:#eee}img{max-width:100%}</style>",
+        "td{text-align:right}td:first-child{text-align:left}th{background:#eee}img{max-width:100%}"
+        ".below{color:#c00;font-weight:bold}</style>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Generated {html.escape(generated_at)}</p>",
@@ -249,7 +285,8 @@ def html_report(
         "<h2>Where each number comes from</h2>",
         _html_table(provenance_rows(rows, split_seed)),
         "<h2>Ranking metrics</h2>",
-        _html_table(metric_records),
+        *warnings,
+        _html_table(metric_records, frozenset(below)),
         "<ul>"
         + "".join(
             f"<li><b>{html.escape(n)}</b>: {html.escape(t).replace('`', '')}</li>"
@@ -262,6 +299,8 @@ def html_report(
         parts += ["<h2>Training loss</h2>", _img(loss_curve_png(losses), "training loss per iteration")]
     for name, records in extra_tables.items():
         parts += [f"<h2>{html.escape(name)}</h2>", _html_table(records) if records else "<p>(empty)</p>"]
+    for heading, fragment in (sections or {}).items():
+        parts += [f"<h2>{html.escape(heading)}</h2>", fragment]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -33,5 +33,6 @@ def apply_weighting(X: sp.csr_matrix, weighting: WeightingSettings) -> sp.csr_ma
         tf=weighting.tf,
         alpha=weighting.alpha,
         scale=weighting.confidence_scale,
-        epsilon=weighting.confidence_epsilon,
+        # One epsilon per scheme that has one: the log scheme's own, or the confidence scheme's.
+        epsilon=weighting.epsilon if weighting.scheme == "log" else weighting.confidence_epsilon,
     )
