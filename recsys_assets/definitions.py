@@ -43,13 +43,18 @@ def build_refresh_job(settings: Settings, home: Path) -> dg.JobDefinition:
     return refresh_job
 
 
-def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
-    """The refresh schedule; skips a tick while any run of this instance is in progress."""
+def check_cron(settings: Settings) -> None:
+    """:class:`SettingsError` naming the file when Dagster cannot schedule ``[schedule] cron``."""
     if not is_valid_cron_string(settings.schedule.cron):
         where = f"{settings.source_file}: " if settings.source_file else ""
         raise SettingsError(
             f"{where}[schedule] cron = {settings.schedule.cron!r} is not a valid cron expression"
         )
+
+
+def build_schedule(settings: Settings, job: dg.JobDefinition) -> dg.ScheduleDefinition:
+    """The refresh schedule; skips a tick while any run of this instance is in progress."""
+    check_cron(settings)
 
     @dg.schedule(
         job=job,
@@ -86,6 +91,8 @@ def build_definitions(settings: Settings | None = None, home: Path | None = None
     (default ``$RECSYS_HOME``)."""
     settings = settings if settings is not None else load_settings()
     home = Path(home) if home is not None else recsys_home()
+    # Before any asset: the source's automation condition is built from the same cron.
+    check_cron(settings)
     resources = build_resources(home, f"{settings.runtime.duckdb_memory_limit_bytes}B")
     if settings.engine.kind == "spark":
         resources["pyspark"] = spark_resource(settings.engine)
