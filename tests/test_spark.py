@@ -146,7 +146,7 @@ DEFAULT_WEIGHTING = SimpleNamespace(
     k1=100.0,
     b=0.8,
     tf="sqrt",
-    confidence_alpha=40.0,
+    alpha=40.0,
     confidence_scale="linear",
     confidence_epsilon=1.0,
 )

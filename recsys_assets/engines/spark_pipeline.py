@@ -28,7 +28,7 @@ def weighting_arguments(weighting: Any) -> dict[str, Any]:
         "k1": weighting.k1,
         "b": weighting.b,
         "tf": weighting.tf,
-        "alpha": weighting.confidence_alpha,
+        "alpha": weighting.alpha,
         "scale": weighting.confidence_scale,
         "epsilon": weighting.confidence_epsilon,
     }
