@@ -50,6 +50,20 @@ class RefreshResult:
         return [key for wave in self.waves for key in wave]
 
 
+def failed_check_names(
+    run: dg.ExecuteInProcessResult | dg.JobExecutionResult, severity: dg.AssetCheckSeverity
+) -> list[str]:
+    """The checks of ``run`` that failed with ``severity`` (ERROR blocks what depends on them; WARN only
+    warns, e.g. a model scoring below the popularity baseline)."""
+    return sorted(
+        event.asset_check_evaluation_data.asset_check_key.to_user_string()
+        for event in run.all_events
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        and not event.asset_check_evaluation_data.passed
+        and event.asset_check_evaluation_data.severity == severity
+    )
+
+
 def failure_message(run: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> str | None:
     """Why an in-process run failed, on one line, or ``None`` if it succeeded with every check passing.
 
@@ -57,12 +71,7 @@ def failure_message(run: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> s
     ``"<step> failed: <error>"`` for each failed step (see :func:`error_summary`), or the run's own
     failure when it failed outside any step. Ends with the run id whose event log holds the tracebacks.
     """
-    failed_checks = sorted(
-        event.asset_check_evaluation_data.asset_check_key.to_user_string()
-        for event in run.all_events
-        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION
-        and not event.asset_check_evaluation_data.passed
-    )
+    failed_checks = failed_check_names(run, dg.AssetCheckSeverity.ERROR)
     if failed_checks:
         return (
             f"check(s) failed: {', '.join(failed_checks)} (run {run.run_id}); what depends on them did not "
@@ -236,6 +245,10 @@ def run_waves(
         )
         result.waves.append(todo)
         result.run_ids.append(run.run_id)
+        for check in failed_check_names(run, dg.AssetCheckSeverity.WARN):
+            log(f"warning: check {check} failed (a warning: it blocks nothing; see the asset's page)")
+        for check in failed_check_names(run, dg.AssetCheckSeverity.WARN):
+            log(f"warning: check {check} failed (a warning: it blocks nothing; see the asset's page)")
         message = failure_message(run)
         if message:
             raise RefreshFailedError(message)
