@@ -146,7 +146,7 @@ def test_an_exception_inside_an_asset_is_the_last_line(cli_env, monkeypatch, cap
     unwrapped from Dagster's, on one line with the asset's name."""
     import recsys_assets.assets.ingest as ingest
 
-    def fail(conn, data, synthetic, threads):
+    def fail(conn, data, synthetic, threads, progress=None):
         raise error
 
     monkeypatch.setattr(ingest, "load_configured_source", fail)
@@ -159,7 +159,7 @@ def test_an_exception_inside_an_asset_is_the_last_line(cli_env, monkeypatch, cap
 def test_verbose_keeps_the_tracebacks_and_still_ends_with_the_cause(cli_env, monkeypatch, capsys):
     import recsys_assets.assets.ingest as ingest
 
-    def fail(conn, data, synthetic, threads):
+    def fail(conn, data, synthetic, threads, progress=None):
         raise ValueError("the cause")
 
     monkeypatch.setattr(ingest, "load_configured_source", fail)
