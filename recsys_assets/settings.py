@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
+from recsys_assets.core.explore import ExploreSettings  # noqa: F401  (re-exported)
 from recsys_assets.core.models import Model, get_model, registry
 from recsys_assets.core.sections import (  # noqa: F401  (re-exported: the settings API)
     CPU_COUNT,
@@ -293,36 +294,6 @@ class ScheduleSettings(Section):
 
     cron: Annotated[str, CronFields()] = "0 3 * * *"
     timezone: Annotated[str, TimeZone()] = "UTC"
-
-
-class ArtistNames:
-    """Rule of ``[explore] artists``: an array of non-empty artist names."""
-
-    def admits(self, value: Any) -> bool:
-        return all(isinstance(v, str) and v.strip() for v in value)
-
-    def describe(self, kind: str) -> str:
-        return "an array of artist names"
-
-
-@dataclass(frozen=True)
-class ExploreSettings(Section):
-    """The "Exploring the factor space" section of the evaluation report."""
-
-    # The cosine-similarity heatmap's artists (names as `recsys related` takes them); empty = the most
-    # played `heatmap_size` artists.
-    artists: Annotated[tuple, ArtistNames()] = ()
-    heatmap_size: PositiveInt = 12
-    # Well-known artists whose related lists are compared under dot and cosine scores.
-    dot_vs_cosine_artists: PositiveInt = 3
-    # The t-SNE map's most-played artists (the map needs scikit-learn: the `explore` extra).
-    tsne_artists: Annotated[int, Range(ge=10)] = 500
-    seed: Seed = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.artists, list):  # TOML arrays arrive as lists
-            object.__setattr__(self, "artists", tuple(self.artists))
-        super().__post_init__()
 
 
 class RegisteredModels:

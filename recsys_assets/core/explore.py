@@ -19,10 +19,12 @@ import html
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 
 from recsys_assets.core.report import _figure, _png
+from recsys_assets.core.sections import PositiveInt, Range, Section, Seed
 
 __all__ = [
     "ExploreError",
@@ -38,6 +40,38 @@ __all__ = [
     "tsne_map",
     "tsne_png",
 ]
+
+
+class ArtistNames:
+    """Rule of ``[explore] artists``: an array of non-empty artist names."""
+
+    def admits(self, value: Any) -> bool:
+        return all(isinstance(v, str) and v.strip() for v in value)
+
+    def describe(self, kind: str) -> str:
+        return "an array of artist names"
+
+
+@dataclass(frozen=True)
+class ExploreSettings(Section):
+    """The "Exploring the factor space" section of the evaluation report."""
+
+    TABLE: ClassVar[str] = "explore"
+
+    # The cosine-similarity heatmap's artists (names as `recsys related` takes them); empty = the most
+    # played `heatmap_size` artists.
+    artists: Annotated[tuple, ArtistNames()] = ()
+    heatmap_size: PositiveInt = 12
+    # Well-known artists whose related lists are compared under dot and cosine scores.
+    dot_vs_cosine_artists: PositiveInt = 3
+    # The t-SNE map's most-played artists (the map needs scikit-learn: the `explore` extra).
+    tsne_artists: Annotated[int, Range(ge=10)] = 500
+    seed: Seed = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.artists, list):  # TOML arrays arrive as lists
+            object.__setattr__(self, "artists", tuple(self.artists))
+        super().__post_init__()
 
 
 class ExploreError(ValueError):
