@@ -1,5 +1,6 @@
 """The one ``Definitions`` object: assets, checks, resources, the refresh job and its schedule."""
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -87,6 +88,15 @@ def spark_resource(engine: EngineSettings) -> dg.ConfigurableResource:
 
 
 def build_definitions(settings: Settings | None = None, home: Path | None = None) -> dg.Definitions:
+    """Definitions for ``settings`` (default: the settings file in force) rooted at ``home``
+    (default ``$RECSYS_HOME``). Dagster's BetaWarnings about the beta APIs used on purpose here
+    (multi_observable_source_asset, the automation sensor's options) stay out of users' logs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _build_definitions(settings, home)
+
+
+def _build_definitions(settings: Settings | None, home: Path | None) -> dg.Definitions:
     """Definitions for ``settings`` (default: the settings file in force) rooted at ``home``
     (default ``$RECSYS_HOME``)."""
     settings = settings if settings is not None else load_settings()
