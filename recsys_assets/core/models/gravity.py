@@ -44,7 +44,7 @@ from numba import prange
 from recsys_assets.core.als import _permuted, _popularity_orders
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, Progress
-from recsys_assets.core.models.values import Scaling, scale_values
+from recsys_assets.core.models.values import Scaling, scale_values, scaled_by_settings
 from recsys_assets.core.sections import NonNegativeFloat, PositiveFloat, PositiveInt, Section, Seed
 from recsys_assets.core.threads import numba_threads
 
@@ -263,11 +263,6 @@ def fit(
     )
 
 
-def value_transform(matrix: sp.csr_matrix, settings: GravitySettings) -> sp.csr_matrix:
-    """The scaled values the model predicts (``[gravity] scaling``)."""
-    return scale_values(matrix, settings.scaling)
-
-
 MODEL = Model(
     name="gravity",
     description="MF of scaled play counts with L2 and gravity regularisation (every prediction pulled "
@@ -277,5 +272,5 @@ MODEL = Model(
     input="plays",
     kinds=("numba",),
     predicts_values=True,
-    value_transform=value_transform,
+    value_transform=scaled_by_settings,
 )

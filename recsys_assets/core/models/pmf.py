@@ -53,7 +53,13 @@ from numba import prange
 from recsys_assets.core.als import _permuted, _popularity_orders
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, Progress
-from recsys_assets.core.models.values import Scaling, observed_pairs, scale_values, validation_mask
+from recsys_assets.core.models.values import (
+    Scaling,
+    observed_pairs,
+    scale_values,
+    scaled_by_settings,
+    validation_mask,
+)
 from recsys_assets.core.sections import (
     NonNegativeFloat,
     NonNegativeInt,
@@ -409,11 +415,6 @@ def _factor_set(params, mu, losses, seconds, components, curves) -> FactorSet:
     )
 
 
-def value_transform(matrix: sp.csr_matrix, settings: PmfSettings) -> sp.csr_matrix:
-    """The scaled values the model predicts (``[pmf] scaling``)."""
-    return scale_values(matrix, settings.scaling)
-
-
 MODEL = Model(
     name="pmf",
     description="Probabilistic MF with global, user and item biases on scaled play counts (mini-batch SGD, "
@@ -423,5 +424,5 @@ MODEL = Model(
     input="plays",
     kinds=("numba",),
     predicts_values=True,
-    value_transform=value_transform,
+    value_transform=scaled_by_settings,
 )

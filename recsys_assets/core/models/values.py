@@ -14,7 +14,7 @@ given, so held-out values are comparable only when their row maximum is the trai
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,3 +51,9 @@ def validation_mask(n: int, fraction: float, rng: np.random.Generator) -> np.nda
     mask = np.zeros(n, dtype=bool)
     mask[rng.choice(n, size=int(round(fraction * n)), replace=False)] = True
     return mask
+
+
+def scaled_by_settings(matrix: sp.csr_matrix, settings: Any) -> sp.csr_matrix:
+    """The values a model with a ``scaling`` setting predicts: :func:`scale_values` with
+    ``settings.scaling`` (the ``value_transform`` of PMF and gravity MF)."""
+    return scale_values(matrix, settings.scaling)
