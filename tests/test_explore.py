@@ -92,6 +92,10 @@ def test_tsne_keeps_clusters_apart_and_the_page_works_offline():
     assert tsne_png(tmap).startswith(b"\x89PNG")
     again = tsne_map(Y, ids, names, tags, seed=0)
     np.testing.assert_array_equal(again.coords, tmap.coords)
+    # [runtime] threads = 0 (all cores, the default) reaches scikit-learn as a valid n_jobs; the
+    # thread count changes only the exact neighbour search, not the map.
+    every_core = tsne_map(Y, ids, names, tags, seed=0, threads=0)
+    np.testing.assert_array_equal(every_core.coords, tmap.coords)
 
 
 def test_top_tags_and_the_markdown_table():

@@ -25,6 +25,7 @@ import numpy as np
 
 from recsys_assets.core.report import _figure, _png
 from recsys_assets.core.sections import PositiveInt, Range, Section, Seed
+from recsys_assets.core.threads import resolve_threads
 
 __all__ = [
     "ExploreError",
@@ -223,7 +224,8 @@ def tsne_map(
 ) -> TsneMap:
     """t-SNE (scikit-learn, cosine distance, PCA initialisation, seeded) of the factors of ``ids``.
 
-    ``perplexity`` is lowered to ``(n - 1) / 3`` for small sets (it must stay below ``n``).
+    ``perplexity`` is lowered to ``(n - 1) / 3`` for small sets (it must stay below ``n``). ``threads``
+    as ``[runtime] threads`` reads it (0 = all cores; scikit-learn refuses ``n_jobs = 0``).
     """
     try:
         from sklearn.manifold import TSNE
@@ -240,7 +242,7 @@ def tsne_map(
         init="pca",
         perplexity=min(perplexity, (ids.size - 1) / 3),
         random_state=seed,
-        n_jobs=threads,
+        n_jobs=resolve_threads(threads),
     )
     coords = tsne.fit_transform(X).astype(np.float64)
     return TsneMap(ids, coords, list(names), list(tags) if tags is not None else [None] * ids.size)
