@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

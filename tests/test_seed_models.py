@@ -176,7 +176,9 @@ def test_pmf_unobserved_pairs_rank_played_artists_first():
     matrix = sp.csr_matrix(np.where(dense, rng.integers(1, 100, dense.shape), 0).astype(np.float32))
     aucs = {}
     for k in (0, 3):
-        settings = pmf_mod.PmfSettings(factors=4, learning_rate=0.01, max_epochs=20, batch_size=64, unobserved=k)
+        settings = pmf_mod.PmfSettings(
+            factors=4, learning_rate=0.03, max_epochs=20, batch_size=64, unobserved=k
+        )
         fitted = pmf_mod.fit(matrix, settings, threads=1)
         users, items = np.nonzero(np.ones_like(dense))
         scores = fitted.predict(users, items).reshape(dense.shape)
@@ -185,6 +187,18 @@ def test_pmf_unobserved_pairs_rank_played_artists_first():
             [(scores[u][dense[u]][:, None] > scores[u][~dense[u]][None, :]).mean() for u in rows]
         )
     assert aucs[3] > 0.75 and aucs[3] > aucs[0] + 0.1, aucs
+
+
+def test_pmf_pairs_are_shuffled_then_sorted_by_user_within_chunks():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 1000, 5000).astype(np.int32)
+    order = pmf_mod._shuffled_in_chunks(users, 100, 1000, np.random.default_rng(1))
+    np.testing.assert_array_equal(np.sort(order), np.arange(5000))  # a permutation
+    chunk = 10 * 100  # round(1000 users / 100 per batch) batches of 100
+    for start in range(0, 5000, chunk):
+        assert (np.diff(users[order[start : start + chunk]]) >= 0).all()
+    # Chunks are random samples of the pairs, not runs of the input order.
+    assert abs(order[:chunk].mean() - 2500) < 300
 
 
 def test_pmf_factor_grid_picks_a_candidate():

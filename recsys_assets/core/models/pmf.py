@@ -228,8 +228,25 @@ def _apply(users, items, start, stop, X, Y, bu, bi, gX, gY, gb, rate):  # pragma
 
 @numba.njit(cache=True, fastmath=True, parallel=True)
 def _run_batches(
-    users, items, values, order, batch_size, X, Y, bu, bi, mu, lam_u, lam_i, rates, out, parts,
-    indptr, indices, per_pair, seed,
+    users,
+    items,
+    values,
+    order,
+    batch_size,
+    X,
+    Y,
+    bu,
+    bi,
+    mu,
+    lam_u,
+    lam_i,
+    rates,
+    out,
+    parts,
+    indptr,
+    indices,
+    per_pair,
+    seed,
 ):  # pragma: no cover
     """SGD over the batches ``order`` (batch b = pairs ``b*batch_size`` on), batch t at ``rates[t]``;
     ``out[t] = (mean pair loss, mean squared error)`` of batch t's samples before its step. A batch's
@@ -429,11 +446,30 @@ def _split_pairs(
     users, items, values = users[keep], items[keep], values[keep]
     held = validation_mask(users.size, settings.validation_fraction, rng)
     train = ~held
-    order = rng.permutation(int(train.sum()))
+    order = _shuffled_in_chunks(users[train], settings.batch_size, scaled.shape[0], rng)
     return (
         _Pairs(users[train][order], items[train][order], values[train][order]),
         _Pairs(users[held], items[held], values[held]),
     )
+
+
+def _shuffled_in_chunks(users: np.ndarray, batch_size: int, n_users: int, rng: np.random.Generator):
+    """The order the training pairs are stored (and cut into batches) in: a uniform shuffle, then each
+    run of ``c = max(1, round(n_users / batch_size))`` consecutive batches sorted by user (stable).
+
+    A chunk then holds about as many pairs as there are users, about ``n_u / mean degree`` of user u's,
+    so a batch still draws its pairs from all over the matrix, but consecutive pairs read neighbouring
+    user rows (users are numbered by activity) instead of jumping across the whole user table: a PMF
+    epoch at 360K users reads X in address order, 1.6x faster per pair on 2 cores than in shuffled
+    order (README). A user's pairs in one chunk share a batch: an active user's step sums several pair
+    gradients, as would a larger batch. On small data (``c = 1``) it is a per-batch sort, which
+    changes only the order a batch's gradients are summed in (all come from the parameters at its start)."""
+    order = rng.permutation(users.size)
+    chunk = max(1, round(n_users / batch_size)) * batch_size
+    for start in range(0, order.size, chunk):
+        part = order[start : start + chunk]
+        order[start : start + chunk] = part[np.argsort(users[part], kind="stable")]
+    return order
 
 
 def fit(
