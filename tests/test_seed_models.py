@@ -142,6 +142,65 @@ def test_pmf_hogwild_threads_train_alike():
     )
 
 
+def test_pmf_unobserved_draws_avoid_stored_pairs_and_cover_the_rest():
+    matrix = plays(n_users=6, n_items=12, density=0.5, seed=4)
+    matrix.sort_indices()
+    indptr, indices = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32)
+    users = np.repeat(np.arange(6, dtype=np.int32), 400)
+    drawn = pmf_mod._unobserved_items(users, indptr, indices, 12, 3, 7)
+    dense = matrix.toarray() > 0
+    per_user = drawn.reshape(6, -1)
+    for u in range(6):
+        free = np.flatnonzero(~dense[u])
+        if free.size == 0:  # the row stores every artist: nothing to draw
+            assert (per_user[u] == -1).all()
+            continue
+        assert set(per_user[u].tolist()) == set(free.tolist())  # only unstored artists, all of them
+        # Uniform among them: 1200 draws, each count binomial(1200, 1/m); 5 standard deviations.
+        counts = np.bincount(per_user[u], minlength=12)[free]
+        expected = 1200 / free.size
+        assert np.abs(counts - expected).max() < 5 * np.sqrt(expected * (1 - 1 / free.size))
+    # The same seed draws the same items; another seed others.
+    np.testing.assert_array_equal(drawn, pmf_mod._unobserved_items(users, indptr, indices, 12, 3, 7))
+    assert (drawn != pmf_mod._unobserved_items(users, indptr, indices, 12, 3, 8)).any()
+
+
+def test_pmf_unobserved_pairs_rank_played_artists_first():
+    """Without unobserved pairs r̂ knows nothing about absence; with them, observed pairs score above
+    unobserved ones (training AUC of r̂ on the pattern)."""
+    # Two taste groups: a user plays only (half of) their group's artists; presence is learnable.
+    rng = np.random.default_rng(5)
+    group_user, group_item = np.arange(60) % 2, np.arange(40) % 2
+    same = group_user[:, None] == group_item[None, :]
+    dense = same & (rng.random((60, 40)) < 0.5)
+    matrix = sp.csr_matrix(np.where(dense, rng.integers(1, 100, dense.shape), 0).astype(np.float32))
+    aucs = {}
+    for k in (0, 3):
+        settings = pmf_mod.PmfSettings(
+            factors=4, learning_rate=0.03, max_epochs=20, batch_size=64, unobserved=k
+        )
+        fitted = pmf_mod.fit(matrix, settings, threads=1)
+        users, items = np.nonzero(np.ones_like(dense))
+        scores = fitted.predict(users, items).reshape(dense.shape)
+        rows = [u for u in range(dense.shape[0]) if 0 < dense[u].sum() < dense.shape[1]]
+        aucs[k] = np.mean(
+            [(scores[u][dense[u]][:, None] > scores[u][~dense[u]][None, :]).mean() for u in rows]
+        )
+    assert aucs[3] > 0.75 and aucs[3] > aucs[0] + 0.1, aucs
+
+
+def test_pmf_pairs_are_shuffled_then_sorted_by_user_within_chunks():
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, 1000, 5000).astype(np.int32)
+    order = pmf_mod._shuffled_in_chunks(users, 100, 1000, np.random.default_rng(1))
+    np.testing.assert_array_equal(np.sort(order), np.arange(5000))  # a permutation
+    chunk = 10 * 100  # round(1000 users / 100 per batch) batches of 100
+    for start in range(0, 5000, chunk):
+        assert (np.diff(users[order[start : start + chunk]]) >= 0).all()
+    # Chunks are random samples of the pairs, not runs of the input order.
+    assert abs(order[:chunk].mean() - 2500) < 300
+
+
 def test_pmf_factor_grid_picks_a_candidate():
     settings = pmf_mod.PmfSettings(factors_grid="2,6", grid_epochs=1, learning_rate=0.01, max_epochs=3)
     result = pmf_mod.fit(plays(), settings, threads=1)
