@@ -428,3 +428,29 @@ def test_model_sections_stay_importable_from_their_model_modules():
 
     assert isinstance(Settings().als, AlsSettings) and isinstance(Settings().lsa, LsaSettings)
     assert AlsSettings.TABLE == "als" and LsaSettings.TABLE == "lsa"
+
+
+def test_type_names_in_messages_cover_booleans_and_unions():
+    """A field without a rule of its own is described by its type: booleans and unions included."""
+    from dataclasses import dataclass
+
+    from recsys_assets.core.sections import Section
+
+    @dataclass(frozen=True)
+    class Probe(Section):
+        flag: bool = False
+        either: str | int = ""
+
+    Probe(flag=True, either=3)
+    with pytest.raises(
+        SettingsError, match=r"^\[Probe\] flag = 1: must be true or false \(got an integer\)$"
+    ):
+        Probe(flag=1)
+    with pytest.raises(
+        SettingsError, match=r"^\[Probe\] either = 1.5: must be a string or an integer \(got a number\)$"
+    ):
+        Probe(either=1.5)
+    with pytest.raises(
+        SettingsError, match=r"either = true: must be a string or an integer \(got a boolean\)$"
+    ):
+        Probe(either=True)
