@@ -108,14 +108,20 @@ def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return created
 
 
-_MUSIC_WORDS = {"item": "artist", "items": "artists", "value": "plays", "users": "listeners"}
-_GENERIC_WORDS = {"item": "item", "items": "items", "value": "value", "users": "users"}
+_MUSIC_WORDS = {
+    "item": "artist",
+    "items": "artists",
+    "value": "plays",
+    "user": "listener",
+    "users": "listeners",
+}
+_GENERIC_WORDS = {"item": "item", "items": "items", "value": "value", "user": "user", "users": "users"}
 
 
 def vocabulary(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """The words for what the published data holds: ``item``/``items``/``value``/``users`` for the
-    generic ``triples`` source (ratings of movies, products, ...), ``artist``/``artists``/``plays``/
-    ``listeners`` for the music sources (and when no load is published), from the latest ``load_log``
+    """The words for what the published data holds: ``item``/``items``/``value``/``user``/``users`` for
+    the generic ``triples`` source (ratings of movies, products, ...), ``artist``/``artists``/``plays``/
+    ``listener``/``listeners`` for the music sources (and when no load is published), from the latest ``load_log``
     row. For the CLI and reports to speak of items where the source is generic."""
     try:
         row = conn.execute("SELECT source FROM load_log ORDER BY loaded_at DESC LIMIT 1").fetchone()
