@@ -46,6 +46,8 @@ CATALOG_FILE = "recsys.duckdb"
 PUBLISHED_DIR = "published"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "current.json"
+# The catalog's derived views (generic names, answers with names): part of what a publish writes.
+VIEWS_SQL = "views/catalog.sql"
 
 # Retention of replaced generations (see the module docstring and the README).
 KEEP_GENERATIONS = 3
@@ -97,7 +99,7 @@ def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     connection that has the published tables as views; a view whose tables or columns are missing (not
     published by this graph) is left out. Returns the names of the views created."""
     created = []
-    for statement in duckdb.extract_statements(read_sql("views/catalog.sql")):
+    for statement in duckdb.extract_statements(read_sql(VIEWS_SQL)):
         name = re.search(r"CREATE VIEW (\w+)", statement.query)
         try:
             conn.execute(statement.query)
