@@ -417,6 +417,14 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
+    from recsys_assets.artifact_server import ArtifactServerError, serve_in_background
+    from recsys_assets.settings import load_settings
+    from recsys_assets.storage import ARTIFACT_DIR
+
+    ui = load_settings().ui
+    port = args.port if args.port is not None else ui.port
+    if port == ui.artifacts_port:
+        raise CliError(f"--port {port}: the report pages use it ([ui] artifacts_port); choose another")
     home = _dagster_home()
     # dagster dev runs from the repository: pin the home and settings resolved here, so the UI and
     # `recsys refresh` share one instance, one warehouse and one settings file wherever this is started.
@@ -425,7 +433,15 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if config is not None:
         os.environ[SETTINGS_ENV] = str(config.resolve())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    print(f"DAGSTER_HOME={home}; open http://127.0.0.1:{args.port}")
+    # The report pages the asset pages link to, over http (a browser does not follow file:// links
+    # from the UI); the server ends with this process, which becomes dagster dev below.
+    try:
+        serve_in_background(recsys_home() / ARTIFACT_DIR, ui.artifacts_port)
+    except ArtifactServerError as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"DAGSTER_HOME={home}; open http://127.0.0.1:{port} (report pages: http://127.0.0.1:{ui.artifacts_port}/)"
+    )
     # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (package dagster-dg-cli, which wants a `dg`
     # project layout); this project stays on `dagster dev -w workspace.yaml`: hide that one warning.
     hide = "ignore:Function `dev_command` is superseded"
@@ -436,7 +452,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     # The dagster executable installed beside this interpreter, so an unactivated venv works too.
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else "dagster"
-    os.execvp(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
+    os.execvp(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)])
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -500,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run read-only SQL against the published tables")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)
-    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) and the report pages on 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="the UI's port (default: [ui] port, 3000)")
     p.set_defaults(func=cmd_ui)
     p = sub.add_parser("download", help="download and unpack the Last.fm 360K dataset")
     p.add_argument("--dest", default=None)

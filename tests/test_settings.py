@@ -145,6 +145,14 @@ BAD_SETTINGS = [
     ),
     ('[data]\ndelimiter = ":"', '[data] delimiter = ":": must be one of "", ",", "\\t", ";", "|"'),
     ("[data]\nmin_value = -1", "[data] min_value = -1: must be a finite number >= 0"),
+    ('[data]\nheader = "no"', '[data] header = "no": must be true or false (got a string)'),
+    ("[data]\nheader = 0", "[data] header = 0: must be true or false (got an integer)"),
+    ("[ui]\nport = 70000", "[ui] port = 70000: must be an integer in [1, 65535]"),
+    (
+        '[ui]\nartifacts_port = "3001"',
+        '[ui] artifacts_port = "3001": must be an integer in [1, 65535] (got a',
+    ),
+    ("[ui]\nartifacts_port = 3000", "[ui] artifacts_port = 3000: must differ from [ui] port = 3000"),
     (
         '[schedule]\ntimezone = "Mars/Olympus"',
         '[schedule] timezone = "Mars/Olympus": must be a known time zone',
@@ -191,6 +199,8 @@ VALID_EDGES = [
     {"runtime": {"memory_budget": 1, "duckdb_memory_limit": "50%"}},
     {"schedule": {"timezone": "Europe/Berlin", "cron": "*/15 6-22 * * 1-5"}},
     {"synthetic": {"n_alias_pairs": 0}},
+    {"data": {"header": False}},
+    {"ui": {"port": 1, "artifacts_port": 65535}},
 ]
 
 
