@@ -227,7 +227,7 @@ def report_asset(
         "(RMSE and MAE of the held-out values for value-predicting models) against popularity and random "
         "baselines (random: exact expectations); each as `<model>/<metric>@k` metadata (Plots tab); "
         "accumulates in the `evaluation` table with the settings fingerprint and split seed; the report "
-        "(dataset, provenance, charts) is the `report` entry and an HTML file.",
+        "(dataset, provenance, charts) is the `report` entry and an HTML file, linked as `report_url` (served by `recsys ui`).",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
