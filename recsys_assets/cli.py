@@ -127,9 +127,9 @@ def _published_words() -> dict[str, str]:
 
 
 def _note_if_capped(conn: duckdb.DuckDBPyConnection, table: str, args: argparse.Namespace, per: str) -> None:
-    """Tell the user (stderr) when ``-n`` asks for more rows than ``table`` stores per ``per`` (a key of
-    :func:`vocabulary`) for the model: the refresh keeps only ``[<table's section>] n``, so the answer
-    is silently shorter otherwise."""
+    """Tell the user (stderr) when ``-n`` asks for more rows than ``table`` stores per ``per`` ("user", or
+    the data's word for an item) for the model: the refresh keeps only ``[<table's section>] n``, so the
+    answer is silently shorter otherwise."""
     stored = conn.execute(f"SELECT max(rank) FROM {table} WHERE model = ?", [args.model]).fetchone()[0]
     if stored is not None and args.n > stored:
         words = vocabulary(conn)
@@ -138,7 +138,7 @@ def _note_if_capped(conn: duckdb.DuckDBPyConnection, table: str, args: argparse.
             "recommendations": ("recommend", "recommendations"),
         }[table]
         print(
-            f"recsys: note: only {stored} {what} per {words[per]} are stored (model {args.model}); "
+            f"recsys: note: only {stored} {what} per {per} are stored (model {args.model}); "
             f"for {args.n}, set [{section}] n = {args.n} in the settings file and run `recsys refresh`",
             file=sys.stderr,
         )
@@ -168,7 +168,7 @@ def cmd_related(args: argparse.Namespace) -> None:
         words = vocabulary(conn)
         empty = f"no related {words['items']} for {name!r}"
         _print_rows(conn, read_sql("queries/related_by_name.sql"), params, empty, words)
-        _note_if_capped(conn, "related_artists", args, "item")
+        _note_if_capped(conn, "related_artists", args, words["item"])
 
 
 def _published(conn: duckdb.DuckDBPyConnection, model_name: str):
