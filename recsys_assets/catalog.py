@@ -46,6 +46,8 @@ CATALOG_FILE = "recsys.duckdb"
 PUBLISHED_DIR = "published"
 MANIFEST_FILE = "manifest.json"
 POINTER_FILE = "current.json"
+# The catalog's derived views (generic names, answers with names): part of what a publish writes.
+VIEWS_SQL = "views/catalog.sql"
 
 # Retention of replaced generations (see the module docstring and the README).
 KEEP_GENERATIONS = 3
@@ -97,7 +99,7 @@ def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     connection that has the published tables as views; a view whose tables or columns are missing (not
     published by this graph) is left out. Returns the names of the views created."""
     created = []
-    for statement in duckdb.extract_statements(read_sql("views/catalog.sql")):
+    for statement in duckdb.extract_statements(read_sql(VIEWS_SQL)):
         name = re.search(r"CREATE VIEW (\w+)", statement.query)
         try:
             conn.execute(statement.query)
@@ -108,14 +110,20 @@ def create_derived_views(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return created
 
 
-_MUSIC_WORDS = {"item": "artist", "items": "artists", "value": "plays", "users": "listeners"}
-_GENERIC_WORDS = {"item": "item", "items": "items", "value": "value", "users": "users"}
+_MUSIC_WORDS = {
+    "item": "artist",
+    "items": "artists",
+    "value": "plays",
+    "user": "listener",
+    "users": "listeners",
+}
+_GENERIC_WORDS = {"item": "item", "items": "items", "value": "value", "user": "user", "users": "users"}
 
 
 def vocabulary(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """The words for what the published data holds: ``item``/``items``/``value``/``users`` for the
-    generic ``triples`` source (ratings of movies, products, ...), ``artist``/``artists``/``plays``/
-    ``listeners`` for the music sources (and when no load is published), from the latest ``load_log``
+    """The words for what the published data holds: ``item``/``items``/``value``/``user``/``users`` for
+    the generic ``triples`` source (ratings of movies, products, ...), ``artist``/``artists``/``plays``/
+    ``listener``/``listeners`` for the music sources (and when no load is published), from the latest ``load_log``
     row. For the CLI and reports to speak of items where the source is generic."""
     try:
         row = conn.execute("SELECT source FROM load_log ORDER BY loaded_at DESC LIMIT 1").fetchone()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import duckdb
 
-from recsys_assets.catalog import Catalog, QueryRefusedError, read_only_statements
+from recsys_assets.catalog import Catalog, QueryRefusedError, read_only_statements, vocabulary
 from recsys_assets.settings import HOME_ENV, SETTINGS_ENV, recsys_home, settings_path
 from recsys_assets.sql import read_sql
 from recsys_assets.storage import ArtifactError
@@ -41,7 +41,8 @@ def resolve_artist(conn: duckdb.DuckDBPyConnection, name: str) -> str:
 
 
 def resolve_artist_id(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[int, str]:
-    """``(artist_id, catalog name)`` of ``name``, matched as :func:`resolve_artist` says."""
+    """``(artist_id, catalog name)`` of ``name``, matched as :func:`resolve_artist` says (an unknown
+    name is "no item named ..." where the published data is not music, see :func:`vocabulary`)."""
     wanted = _strip_the(name)
     match = conn.execute(
         """
@@ -62,15 +63,25 @@ def resolve_artist_id(conn: duckdb.DuckDBPyConnection, name: str) -> tuple[int, 
         [wanted],
     ).fetchall()
     suggestions = ", ".join(repr(r[0]) for r in close)
-    raise CliError(f"no artist named {name!r}. Close matches: {suggestions or 'none'}")
+    raise CliError(f"no {vocabulary(conn)['item']} named {name!r}. Close matches: {suggestions or 'none'}")
 
 
-def _print_rows(conn: duckdb.DuckDBPyConnection, sql: str, params: dict | None, empty_message: str) -> None:
-    """Run ``sql`` and print the result as an aligned text table."""
+def _print_rows(
+    conn: duckdb.DuckDBPyConnection,
+    sql: str,
+    params: dict | None,
+    empty_message: str,
+    words: dict[str, str] | None = None,
+) -> None:
+    """Run ``sql`` and print the result as an aligned text table; with ``words`` (:func:`vocabulary`),
+    the example queries' music column names (``artist``, ``related_artist``) say the data's word."""
     cursor = conn.execute(sql, params) if params else conn.execute(sql)
     if cursor.description is None:
         return
-    _print_table([d[0] for d in cursor.description], cursor.fetchall(), empty_message)
+    columns = [d[0] for d in cursor.description]
+    if words is not None:
+        columns = [re.sub(r"(?<![a-z])artist(?![a-z])", words["item"], c) for c in columns]
+    _print_table(columns, cursor.fetchall(), empty_message)
 
 
 def _print_table(columns: list[str], rows: list, empty_message: str) -> None:
@@ -104,14 +115,30 @@ def _catalog_connection(*needed: str) -> duckdb.DuckDBPyConnection:
     return conn
 
 
+def _published_words() -> dict[str, str]:
+    """:func:`vocabulary` of the published data, for messages given before a command reads it; the
+    music words when nothing is published yet."""
+    try:
+        with Catalog(recsys_home()).connect() as conn:
+            return vocabulary(conn)
+    except ArtifactError:
+        with duckdb.connect(":memory:") as empty:
+            return vocabulary(empty)
+
+
 def _note_if_capped(conn: duckdb.DuckDBPyConnection, table: str, args: argparse.Namespace, per: str) -> None:
-    """Tell the user (stderr) when ``-n`` asks for more rows than ``table`` stores per ``per`` for the
-    model: the refresh keeps only ``[<table's section>] n``, so the answer is silently shorter otherwise."""
+    """Tell the user (stderr) when ``-n`` asks for more rows than ``table`` stores per ``per`` ("user", or
+    the data's word for an item) for the model: the refresh keeps only ``[<table's section>] n``, so the
+    answer is silently shorter otherwise."""
     stored = conn.execute(f"SELECT max(rank) FROM {table} WHERE model = ?", [args.model]).fetchone()[0]
     if stored is not None and args.n > stored:
-        section = {"related_artists": "related", "recommendations": "recommend"}[table]
+        words = vocabulary(conn)
+        section, what = {
+            "related_artists": ("related", f"related {words['items']}"),
+            "recommendations": ("recommend", "recommendations"),
+        }[table]
         print(
-            f"recsys: note: only {stored} {table.replace('_', ' ')} per {per} are stored (model {args.model}); "
+            f"recsys: note: only {stored} {what} per {per} are stored (model {args.model}); "
             f"for {args.n}, set [{section}] n = {args.n} in the settings file and run `recsys refresh`",
             file=sys.stderr,
         )
@@ -138,8 +165,10 @@ def cmd_related(args: argparse.Namespace) -> None:
         if name.lower() != args.name.lower():
             print(f"(showing {name!r})")
         params = {"name": name, "model": args.model, "n": args.n}
-        _print_rows(conn, read_sql("queries/related_by_name.sql"), params, f"no related artists for {name!r}")
-        _note_if_capped(conn, "related_artists", args, "artist")
+        words = vocabulary(conn)
+        empty = f"no related {words['items']} for {name!r}"
+        _print_rows(conn, read_sql("queries/related_by_name.sql"), params, empty, words)
+        _note_if_capped(conn, "related_artists", args, words["item"])
 
 
 def _published(conn: duckdb.DuckDBPyConnection, model_name: str):
@@ -172,13 +201,14 @@ def cmd_like(args: argparse.Namespace) -> None:
             except CliError as exc:
                 raise LookupError(str(exc)) from None
 
+        words = vocabulary(conn)
         try:
-            found = like(args.expression, resolve, published.item_factors, n=args.n)
+            found = like(args.expression, resolve, published.item_factors, n=args.n, noun=words["item"])
         except FoldInError as exc:
             raise CliError(str(exc)) from None
         names = _names(conn, [i for i, _ in found])
         rows = [(rank, names.get(i, f"#{i}"), score) for rank, (i, score) in enumerate(found, start=1)]
-        _print_table(["rank", "artist", "cosine"], rows, "no artists")
+        _print_table(["rank", words["item"], "cosine"], rows, f"no {words['items']}")
 
 
 def _recommend_likes(args: argparse.Namespace) -> None:
@@ -187,22 +217,23 @@ def _recommend_likes(args: argparse.Namespace) -> None:
 
     from recsys_assets.core.models import get_model
 
-    if get_model(args.model).fold_in is None:
-        raise CliError(
-            f"--likes: model {args.model!r} has no fold-in for a new listener; use --model als "
-            "(or a model that defines Model.fold_in)"
-        )
     with _catalog_connection("artists", "plays", "artist_factors") as conn:
+        words = vocabulary(conn)
+        if get_model(args.model).fold_in is None:
+            raise CliError(
+                f"--likes: model {args.model!r} has no fold-in for a new {words['user']}; use --model als "
+                "(or a model that defines Model.fold_in)"
+            )
         liked = [resolve_artist_id(conn, name.strip()) for name in args.likes.split(",") if name.strip()]
         if not liked:
-            raise CliError("--likes: give at least one artist name (comma-separated)")
+            raise CliError(f"--likes: give at least one {words['item']} name (comma-separated)")
         published = _published(conn, args.model)
         scores = _fold_in(published, [i for i, _ in liked])
         top = [int(i) for i in np.argsort(-scores, kind="stable")[: args.n] if np.isfinite(scores[i])]
         names = _names(conn, top)
         rows = [(rank, names.get(i, f"#{i}"), float(scores[i])) for rank, i in enumerate(top, start=1)]
-        print(f"(a new listener who likes {', '.join(name for _, name in liked)})")
-        _print_table(["rank", "artist", "score"], rows, "no recommendations")
+        print(f"(a new {words['user']} who likes {', '.join(name for _, name in liked)})")
+        _print_table(["rank", words["item"], "score"], rows, "no recommendations")
 
 
 def _fold_in(published, liked: list[int]):
@@ -238,12 +269,15 @@ def cmd_explain(args: argparse.Namespace) -> None:
             raise CliError(f"{exc} (user {args.user!r})") from None
         shown = why.contributions[: args.n]
         names = _names(conn, [j for j, _ in shown])
-        print(f"score of {name!r} for user {args.user!r}: {why.score:.4f}; the user's artists that drove it:")
+        words = vocabulary(conn)
+        print(
+            f"score of {name!r} for user {args.user!r}: {why.score:.4f}; the user's {words['items']} that drove it:"
+        )
         rows = [
             (rank, names.get(j, f"#{j}"), value, value / why.score if why.score else float("nan"))
             for rank, (j, value) in enumerate(shown, start=1)
         ]
-        _print_table(["rank", "artist", "contribution", "share"], rows, "no contributions")
+        _print_table(["rank", words["item"], "contribution", "share"], rows, "no contributions")
 
 
 def cmd_recommend(args: argparse.Namespace) -> None:
@@ -254,14 +288,17 @@ def cmd_recommend(args: argparse.Namespace) -> None:
         _recommend_likes(args)
         return
     if args.user is None:
-        raise CliError('recommend: give a user key, or --likes "Artist,Artist,..." for a new listener')
+        words = _published_words()
+        example = "Artist,Artist,..." if words["item"] == "artist" else "Name,Name,..."
+        raise CliError(f'recommend: give a user key, or --likes "{example}" for a new {words["user"]}')
     with _catalog_connection("users", "artists", "recommendations") as conn:
         known = conn.execute("SELECT count(*) FROM users WHERE user_key = ?", [args.user]).fetchone()[0]
         if not known:
             raise CliError(f"no user with key {args.user!r}; user keys are in the users table (user_key)")
         params = {"user": args.user, "model": args.model, "n": args.n}
         sql = read_sql("queries/recommendations_for_user.sql")
-        _print_rows(conn, sql, params, f"no recommendations for {args.user!r} in model {args.model!r}")
+        empty = f"no recommendations for {args.user!r} in model {args.model!r}"
+        _print_rows(conn, sql, params, empty, vocabulary(conn))
         _note_if_capped(conn, "recommendations", args, "user")
 
 
@@ -380,6 +417,14 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_ui(args: argparse.Namespace) -> None:
+    from recsys_assets.artifact_server import ArtifactServerError, serve_in_background
+    from recsys_assets.settings import load_settings
+    from recsys_assets.storage import ARTIFACT_DIR
+
+    ui = load_settings().ui
+    port = args.port if args.port is not None else ui.port
+    if port == ui.artifacts_port:
+        raise CliError(f"--port {port}: the report pages use it ([ui] artifacts_port); choose another")
     home = _dagster_home()
     # dagster dev runs from the repository: pin the home and settings resolved here, so the UI and
     # `recsys refresh` share one instance, one warehouse and one settings file wherever this is started.
@@ -388,7 +433,15 @@ def cmd_ui(args: argparse.Namespace) -> None:
     if config is not None:
         os.environ[SETTINGS_ENV] = str(config.resolve())
     workspace = Path(__file__).resolve().parent.parent / "workspace.yaml"
-    print(f"DAGSTER_HOME={home}; open http://127.0.0.1:{args.port}")
+    # The report pages the asset pages link to, over http (a browser does not follow file:// links
+    # from the UI); the server ends with this process, which becomes dagster dev below.
+    try:
+        serve_in_background(recsys_home() / ARTIFACT_DIR, ui.artifacts_port)
+    except ArtifactServerError as exc:
+        raise CliError(str(exc)) from None
+    print(
+        f"DAGSTER_HOME={home}; open http://127.0.0.1:{port} (report pages: http://127.0.0.1:{ui.artifacts_port}/)"
+    )
     # Dagster 1.13 marks `dagster dev` superseded by `dg dev` (package dagster-dg-cli, which wants a `dg`
     # project layout); this project stays on `dagster dev -w workspace.yaml`: hide that one warning.
     hide = "ignore:Function `dev_command` is superseded"
@@ -399,7 +452,7 @@ def cmd_ui(args: argparse.Namespace) -> None:
     # The dagster executable installed beside this interpreter, so an unactivated venv works too.
     beside = Path(sys.executable).parent / "dagster"
     dagster = str(beside) if beside.exists() else "dagster"
-    os.execvp(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(args.port)])
+    os.execvp(dagster, [dagster, "dev", "-w", str(workspace), "-h", "127.0.0.1", "-p", str(port)])
 
 
 def cmd_download(args: argparse.Namespace) -> None:
@@ -428,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="the whole plan of a refresh, and why (writes nothing)")
     p.set_defaults(func=cmd_status)
     model_help = "an enabled model ([models] enabled; default: the first)"
-    p = sub.add_parser("related", help="artists related to an artist")
+    p = sub.add_parser("related", help="artists related to an artist (items to an item, for a ratings file)")
     p.add_argument("name")
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
@@ -441,20 +494,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--likes",
         default=None,
         metavar="ARTISTS",
-        help='comma-separated artists a new listener likes, e.g. "Radiohead,Muse,Portishead" (folded in '
+        help='comma-separated artists (items) a new listener likes, e.g. "Radiohead,Muse,Portishead" (folded in '
         "against the published factors, no retraining)",
     )
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_recommend)
     p = sub.add_parser(
-        "like", help='artists nearest to a sum of artists, e.g. "Radiohead + Daft Punk - Coldplay"'
+        "like", help='artists (items) nearest to a sum of them, e.g. "Radiohead + Daft Punk - Coldplay"'
     )
     p.add_argument("expression", help='terms joined by + and -, optional weights: "0.5*Muse + Björk"')
     p.add_argument("--model", default=None, help=model_help)
     p.add_argument("-n", type=int, default=10)
     p.set_defaults(func=cmd_like)
-    p = sub.add_parser("explain", help="which of a user's artists drove an ALS recommendation")
+    p = sub.add_parser("explain", help="which of a user's artists (items) drove an ALS recommendation")
     p.add_argument("user")
     p.add_argument("artist")
     p.add_argument("--model", default=None, help="als (the only model with explanations)")
@@ -463,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("query", help="run read-only SQL against the published tables")
     p.add_argument("sql")
     p.set_defaults(func=cmd_query)
-    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) on 127.0.0.1")
-    p.add_argument("--port", type=int, default=3000)
+    p = sub.add_parser("ui", help="start the Dagster UI (dagster dev) and the report pages on 127.0.0.1")
+    p.add_argument("--port", type=int, default=None, help="the UI's port (default: [ui] port, 3000)")
     p.set_defaults(func=cmd_ui)
     p = sub.add_parser("download", help="download and unpack the Last.fm 360K dataset")
     p.add_argument("--dest", default=None)

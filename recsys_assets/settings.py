@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_type_hints
 
+from recsys_assets.artifact_server import UiSettings  # noqa: F401  (re-exported)
 from recsys_assets.core.explore import ExploreSettings  # noqa: F401  (re-exported)
 from recsys_assets.core.models import Model, get_model, registry
 from recsys_assets.core.sections import (  # noqa: F401  (re-exported: the settings API)
@@ -343,6 +344,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     runtime: RuntimeSettings = field(default_factory=RuntimeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    ui: UiSettings = field(default_factory=UiSettings)
     tuning: TuningSettings = field(default_factory=TuningSettings)
     explore: ExploreSettings = field(default_factory=ExploreSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)

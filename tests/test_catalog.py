@@ -285,3 +285,30 @@ def test_recsys_query_refuses_writes_foreign_files_attach_and_extensions(publish
     assert sorted(p.name for p in generation.iterdir()) == ["manifest.json", "t.parquet", "u.parquet"]
     assert main(["query", "SELECT count(*) AS n FROM t"]) == 0
     assert capsys.readouterr().out.split() == ["n", "5"]
+
+
+@pytest.mark.slow
+def test_editing_the_catalog_views_republishes_and_nothing_else(materialized, tmp_path, monkeypatch):
+    """sql/views/catalog.sql is written into recsys.duckdb by each publish: an edit of it makes
+    published_catalog (and only it) unsynced, so the next refresh publishes the new views."""
+    from recsys_assets import sql
+    from recsys_assets.catalog import VIEWS_SQL
+    from recsys_assets.definitions import build_definitions
+    from recsys_assets.refresh import status
+
+    settings, home, defs, instance, _ = materialized
+    assert status(defs, instance).waves == []
+    copy = tmp_path / "sql"
+    shutil.copytree(sql.SQL_DIR, copy)
+    views = copy / VIEWS_SQL
+    views.write_text(views.read_text() + "\nCREATE VIEW item_count AS SELECT count(*) AS n FROM artists;\n")
+    monkeypatch.setattr(sql, "SQL_DIR", copy)
+    edited = build_definitions(settings, home)
+    graph, edited_graph = defs.resolve_asset_graph(), edited.resolve_asset_graph()
+    changed = {
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).code_version != edited_graph.get(key).code_version
+    }
+    assert changed == {"published_catalog"}
+    assert [set(wave) for wave in status(edited, instance).waves] == [{"published_catalog"}]

@@ -110,6 +110,75 @@ def test_readers_are_never_blocked_nor_see_half_a_table(recsys_home_env):
     assert seen and set(seen) <= {1000, 3000}
 
 
+@pytest.fixture
+def ratings_home(materialized, tmp_path, monkeypatch):
+    """The session's published tables republished as the `triples` source would publish them (its
+    load_log names the source): the CLI then speaks of items. RECSYS_HOME points at it."""
+    import duckdb
+
+    _, home, *_ = materialized
+    warehouse = duckdb.connect(str(tmp_path / "w.duckdb"))
+    tables = []
+    for snapshot in sorted(Catalog(home).current_generation().glob("*.parquet")):
+        warehouse.execute(f"CREATE TABLE {snapshot.stem} AS SELECT * FROM read_parquet('{snapshot}')")
+        tables.append(snapshot.stem)
+    warehouse.execute("UPDATE load_log SET source = 'triples'")
+    Catalog(tmp_path / "home").publish(warehouse, tables)
+    warehouse.close()
+    monkeypatch.setenv("RECSYS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RECSYS_CONFIG", raising=False)
+    return tmp_path / "home"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_the_cli_says_item_where_the_source_is_a_ratings_file(ratings_home, capsys):
+    name = _popular_artist(ratings_home)
+    with Catalog(ratings_home).connect() as conn:
+        user = conn.execute("SELECT user_key FROM users ORDER BY user_id LIMIT 1").fetchone()[0]
+        other = conn.execute("SELECT name FROM artists WHERE name <> ? LIMIT 1", [name]).fetchone()[0]
+    status, out, err = _run(capsys, "related", name, "-n", "15")
+    assert status == 0 and out.split()[:3] == ["rank", "related_item", "score"]
+    assert "only 10 related items per item are stored" in err
+    status, out, err = _run(capsys, "related", name[:-1] + "zz")
+    assert status == 1 and "no item named" in err
+    status, out, err = _run(capsys, "recommend", user, "-n", "15")
+    assert status == 0 and out.split()[:3] == ["rank", "item", "score"]
+    assert "only 10 recommendations per user are stored" in err
+    status, out, _ = _run(capsys, "recommend", "--likes", f"{name},{other}", "-n", "3")
+    assert status == 0 and out.startswith(f"(a new user who likes {name}, {other})")
+    assert out.splitlines()[1].split() == ["rank", "item", "score"]
+    status, _, err = _run(capsys, "recommend")
+    assert status == 1 and "for a new user" in err and "Artist" not in err
+    status, out, _ = _run(capsys, "like", f"{name} + {other}", "-n", "3")
+    assert status == 0 and out.split()[:3] == ["rank", "item", "cosine"]
+    status, _, err = _run(capsys, "like", f"{name} + + {other}")
+    assert status == 1 and "operator with no item before it" in err
+    status, out, _ = _run(capsys, "explain", user, name, "-n", "3")
+    assert status == 0 and "the user's items that drove it" in out
+    assert out.splitlines()[1].split() == ["rank", "item", "contribution", "share"]
+
+
+def test_the_cli_keeps_the_music_words_for_music_sources(recsys_home_env, capsys):
+    name = _popular_artist(recsys_home_env)
+    with Catalog(recsys_home_env).connect() as conn:
+        user = conn.execute("SELECT user_key FROM users ORDER BY user_id LIMIT 1").fetchone()[0]
+    status, out, err = _run(capsys, "related", name, "-n", "15")
+    assert status == 0 and out.split()[:3] == ["rank", "related_artist", "score"]
+    assert "only 10 related artists per artist are stored" in err
+    status, out, _ = _run(capsys, "recommend", "--likes", name, "-n", "3")
+    assert status == 0 and out.startswith(f"(a new listener who likes {name})")
+    assert out.splitlines()[1].split() == ["rank", "artist", "score"]
+    status, _, err = _run(capsys, "recommend")
+    assert status == 1 and '--likes "Artist,Artist,..." for a new listener' in err
+    status, out, _ = _run(capsys, "explain", user, name, "-n", "3")
+    assert "the user's artists that drove it" in out
+
+
 def test_artists_differing_only_in_case_are_not_mixed(tmp_path, monkeypatch, capsys):
     """Last.fm keys artists by the name as written: "Foo" and "foo" are two artists. `related Foo` answers
     for one of them only, and never lists the other as related to itself by accident of the lookup."""

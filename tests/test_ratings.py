@@ -274,11 +274,12 @@ duckdb_memory_limit = "1GB"
         views |= {"recommendations_named", "item_aliases", "artist_aliases_named"}
         for view in views:
             conn.execute(f"SELECT * FROM {view} LIMIT 1").fetchall()
-        assert vocabulary(conn) == {"item": "item", "items": "items", "value": "value", "users": "users"}
+        words = {"item": "item", "items": "items", "value": "value", "user": "user", "users": "users"}
+        assert vocabulary(conn) == words
         assert conn.execute("SELECT min(value) FROM interactions").fetchone() == (4.0,)
     assert main(["related", "star wars (1977)", "-n", "10"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out.strip().splitlines()
-    assert out[0].split() == ["rank", "related_artist", "score"]
+    assert out[0].split() == ["rank", "related_item", "score"]
     related = [line.split(None, 1)[1].rsplit(None, 1)[0] for line in out[1:]]  # between rank and score
     titles = {movie_title(i): i for i in range(1, 121)}
     assert len(related) == 10 and set(related) <= set(titles) and "Star Wars (1977)" not in related

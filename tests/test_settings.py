@@ -145,6 +145,14 @@ BAD_SETTINGS = [
     ),
     ('[data]\ndelimiter = ":"', '[data] delimiter = ":": must be one of "", ",", "\\t", ";", "|"'),
     ("[data]\nmin_value = -1", "[data] min_value = -1: must be a finite number >= 0"),
+    ('[data]\nheader = "no"', '[data] header = "no": must be true or false (got a string)'),
+    ("[data]\nheader = 0", "[data] header = 0: must be true or false (got an integer)"),
+    ("[ui]\nport = 70000", "[ui] port = 70000: must be an integer in [1, 65535]"),
+    (
+        '[ui]\nartifacts_port = "3001"',
+        '[ui] artifacts_port = "3001": must be an integer in [1, 65535] (got a',
+    ),
+    ("[ui]\nartifacts_port = 3000", "[ui] artifacts_port = 3000: must differ from [ui] port = 3000"),
     (
         '[schedule]\ntimezone = "Mars/Olympus"',
         '[schedule] timezone = "Mars/Olympus": must be a known time zone',
@@ -191,6 +199,8 @@ VALID_EDGES = [
     {"runtime": {"memory_budget": 1, "duckdb_memory_limit": "50%"}},
     {"schedule": {"timezone": "Europe/Berlin", "cron": "*/15 6-22 * * 1-5"}},
     {"synthetic": {"n_alias_pairs": 0}},
+    {"data": {"header": False}},
+    {"ui": {"port": 1, "artifacts_port": 65535}},
 ]
 
 
@@ -428,3 +438,29 @@ def test_model_sections_stay_importable_from_their_model_modules():
 
     assert isinstance(Settings().als, AlsSettings) and isinstance(Settings().lsa, LsaSettings)
     assert AlsSettings.TABLE == "als" and LsaSettings.TABLE == "lsa"
+
+
+def test_type_names_in_messages_cover_booleans_and_unions():
+    """A field without a rule of its own is described by its type: booleans and unions included."""
+    from dataclasses import dataclass
+
+    from recsys_assets.core.sections import Section
+
+    @dataclass(frozen=True)
+    class Probe(Section):
+        flag: bool = False
+        either: str | int = ""
+
+    Probe(flag=True, either=3)
+    with pytest.raises(
+        SettingsError, match=r"^\[Probe\] flag = 1: must be true or false \(got an integer\)$"
+    ):
+        Probe(flag=1)
+    with pytest.raises(
+        SettingsError, match=r"^\[Probe\] either = 1.5: must be a string or an integer \(got a number\)$"
+    ):
+        Probe(either=1.5)
+    with pytest.raises(
+        SettingsError, match=r"either = true: must be a string or an integer \(got a boolean\)$"
+    ):
+        Probe(either=True)

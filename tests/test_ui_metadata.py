@@ -166,6 +166,43 @@ def test_report_states_dataset_provenance_and_metric_meanings(materialized):
     assert seed_cells and set(seed_cells) == {str(settings.evaluation.seed)}
 
 
+def test_report_pages_are_linked_at_urls_the_report_server_answers(materialized):
+    """The asset page links the report (and each artist map) over http at [ui] artifacts_port; the
+    server `recsys ui` starts for the home's artifacts answers those paths with the files written."""
+    import http.client
+    import importlib.util
+    import threading
+    import urllib.parse
+
+    from recsys_assets.artifact_server import make_server
+
+    settings, home, _, instance, _ = materialized
+    meta = _metadata(instance, "evaluation_report")
+    links = {name: v.url for name, v in meta.items() if isinstance(v, dg.UrlMetadataValue)}
+    port = settings.ui.artifacts_port
+    assert links["report_url"] == f"http://127.0.0.1:{port}/evaluation_report.html"
+    maps = {name for name in links if name.startswith("artist_map_")}
+    if importlib.util.find_spec("sklearn") is not None:  # the maps need scikit-learn
+        assert maps == {f"artist_map_{m}" for m in settings.models.enabled}
+    server = make_server(Path(home) / "artifacts", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for url in links.values():
+            parts = urllib.parse.urlsplit(url)
+            assert (parts.hostname, parts.port) == ("127.0.0.1", port)
+            conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            conn.request("GET", parts.path)
+            response = conn.getresponse()
+            body = response.read()
+            conn.close()
+            assert response.status == 200, url
+            assert body == (Path(home) / "artifacts" / urllib.parse.unquote(parts.path[1:])).read_bytes()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert Path(meta["html_report"].value).read_bytes().startswith(b"<!")
+
+
 def test_refresh_runs_are_recorded_in_the_workspace_code_location(materialized):
     """What the Overview timeline needs: each run of `recsys refresh` names the code location
     `recsys ui` serves (runs of `execute_in_process` name none and the timeline skips them)."""

@@ -8,7 +8,7 @@ import dagster as dg
 
 from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.warehouse import markdown_rows, table_hash
-from recsys_assets.settings import RuntimeSettings, fingerprint
+from recsys_assets.settings import RuntimeSettings, UiSettings, fingerprint
 from recsys_assets.storage import content_hash
 
 
@@ -18,21 +18,24 @@ def code_version(code: str, *settings_parts: Any) -> str:
     return f"{code}+{fingerprint(*settings_parts)}"
 
 
+_NOT_FINGERPRINTED = (RuntimeSettings, UiSettings)
+
+
 def reads_settings(code: str) -> Callable:
     """Decorator of an asset builder whose arguments are the settings it reads: the builder gets
     ``code_version=`` computed from exactly those arguments, so a setting it reads is in its
-    fingerprint by construction. :class:`RuntimeSettings` (threads, memory) is left out: it never
-    changes a result; so is the keyword ``where`` (the settings file, named in error messages). An
+    fingerprint by construction. :class:`RuntimeSettings` (threads, memory) and :class:`UiSettings`
+    (the ports of ``recsys ui``) are left out: they never change a result; so is the keyword ``where`` (the settings file, named in error messages). An
     :class:`EngineSettings` counts as its :meth:`~EngineSettings.fingerprint_part`."""
 
     def decorate(build: Callable) -> Callable:
         @functools.wraps(build)
         def builder(*args: Any, **kwargs: Any) -> Any:
-            parts = [_part(a) for a in args if not isinstance(a, RuntimeSettings)]
+            parts = [_part(a) for a in args if not isinstance(a, _NOT_FINGERPRINTED)]
             parts += [
                 (k, _part(v))
                 for k, v in sorted(kwargs.items())
-                if k != "where" and not isinstance(v, RuntimeSettings)
+                if k != "where" and not isinstance(v, _NOT_FINGERPRINTED)
             ]
             return build(*args, code_version=code_version(code, *parts), **kwargs)
 

@@ -3,6 +3,7 @@ a report."""
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -11,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 from dagster_duckdb import DuckDBResource
 
+from recsys_assets.artifact_server import UiSettings, artifact_url
 from recsys_assets.assets._common import data_version, markdown_table, reads_settings
 from recsys_assets.assets._tables import table_metadata
 from recsys_assets.assets.spark import SPARK_MODEL, spark_eval_als_asset
@@ -180,7 +182,7 @@ def eval_tuned_factor_asset(
 BEATS_POPULARITY = "models_beat_popularity"
 
 
-@reads_settings("evaluation_report-4")
+@reads_settings("evaluation_report-5")
 def report_asset(
     models: tuple[str, ...],
     transform_sections: tuple,
@@ -190,12 +192,14 @@ def report_asset(
     split_params: dict,
     explore_settings: ExploreSettings,
     runtime: RuntimeSettings,
+    ui: UiSettings,
     *,
     where: str | None = None,
     code_version: str,
 ) -> dg.AssetsDefinition:
     """``transform_sections``: ``(name, section)`` of each model whose held-out values go through its
-    ``value_transform`` (which reads the section); ``k``: [evaluation] k."""
+    ``value_transform`` (which reads the section); ``k``: [evaluation] k; ``ui``: where ``recsys ui``
+    serves the report pages the metadata links to (not in the fingerprint)."""
     sections = dict(transform_sections)
     hetrec = data.source == "hetrec"
     name_of_split = split_name(split_params)
@@ -223,7 +227,7 @@ def report_asset(
         "(RMSE and MAE of the held-out values for value-predicting models) against popularity and random "
         "baselines (random: exact expectations); each as `<model>/<metric>@k` metadata (Plots tab); "
         "accumulates in the `evaluation` table with the settings fingerprint and split seed; the report "
-        "(dataset, provenance, charts) is the `report` entry and an HTML file.",
+        "(dataset, provenance, charts) is the `report` entry and an HTML file, linked as `report_url` (served by `recsys ui`).",
     )
     def evaluation_report(
         context: dg.AssetExecutionContext,
@@ -335,6 +339,9 @@ def report_asset(
             | {
                 "metrics": dg.MetadataValue.md(report.metrics_markdown(rows)),
                 "report": dg.MetadataValue.md(report.report_markdown(rows, dataset, seed, charts)),
+                # A link the UI can open: `recsys ui` serves the artifacts over http (a browser does
+                # not follow file:// links from the UI's page); the path is for a shell.
+                "report_url": dg.MetadataValue.url(artifact_url(ui.artifacts_port, REPORT_FILE)),
                 "html_report": dg.MetadataValue.path(str(html_path)),
                 "split": name_of_split,
                 "split_seed": seed,
@@ -345,7 +352,7 @@ def report_asset(
             | {name: dg.MetadataValue.md(text) for name, text in explored.markdown.items()}
             | explored.values
             | {
-                f"artist_map_{page}": dg.MetadataValue.path(str(store.artifact_path(page)))
+                Path(page).stem: dg.MetadataValue.url(artifact_url(ui.artifacts_port, page))
                 for page in explored.pages
             }
         )
@@ -404,6 +411,7 @@ def build_evaluation_assets(settings: Settings) -> list:
             split_params,
             settings.explore,
             runtime,
+            settings.ui,
             where=where,
         ),
     ]

@@ -7,11 +7,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from recsys_assets.assets._common import code_version, markdown_table
+from recsys_assets.catalog import VIEWS_SQL
 from recsys_assets.dagster_internals import AssetCheckExecutionRecordStatus
 from recsys_assets.pipeline.ingest import HETREC_TABLES, RAW_TABLES
 from recsys_assets.pipeline.warehouse import FACTOR_TABLES
 from recsys_assets.resources import RecsysStore, warehouse_connection
 from recsys_assets.settings import Settings
+from recsys_assets.sql import read_sql
 
 ANSWER_TABLES = ("related_artists", "recommendations", "artist_aliases", "evaluation")
 
@@ -54,7 +56,10 @@ def build_publish_assets(settings: Settings, check_keys: Sequence[dg.AssetCheckK
         deps=upstream(settings.models.enabled),
         group_name="publish",
         kinds={"duckdb", "parquet"},
-        code_version=code_version("published_catalog-2", tables, settings.models.enabled),
+        # The views' SQL is written into recsys.duckdb by each publish: editing it republishes.
+        code_version=code_version(
+            "published_catalog-2", tables, settings.models.enabled, ("views", read_sql(VIEWS_SQL))
+        ),
         description="Publishes every table as one generation of Parquet snapshots behind the read-only views of "
         "$RECSYS_HOME/recsys.duckdb, once everything upstream is done: readers never see tables of different "
         "runs side by side, and a failed asset or check leaves the previous generation in place. A table "

@@ -48,7 +48,7 @@ class FoldInError(ValueError):
 _WEIGHT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*\*\s*(.*)$", re.S)
 
 
-def _split_terms(expression: str) -> list[tuple[int, str]]:
+def _split_terms(expression: str, noun: str = "artist") -> list[tuple[int, str]]:
     """(sign, text) per term. An operator is a ``+`` / ``-`` at the start or with blanks on both sides,
     outside double quotes, so "Jay-Z" and "Blink-182" stay whole; quote a name holding " + "."""
     terms: list[tuple[int, str]] = []
@@ -63,7 +63,7 @@ def _split_terms(expression: str) -> list[tuple[int, str]]:
             if not current.strip():
                 if terms:
                     raise FoldInError(
-                        f"like: an operator with no artist before it at character {i + 1} of {expression!r}"
+                        f"like: an operator with no {noun} before it at character {i + 1} of {expression!r}"
                     )
                 sign = -sign if ch == "-" else sign  # leading sign
                 current = ""
@@ -79,17 +79,18 @@ def _split_terms(expression: str) -> list[tuple[int, str]]:
     return terms
 
 
-def parse_like(expression: str) -> list[tuple[float, str]]:
+def parse_like(expression: str, noun: str = "artist") -> list[tuple[float, str]]:
     """``"0.5*Muse + Björk - Coldplay"`` -> ``[(0.5, "Muse"), (1.0, "Björk"), (-1.0, "Coldplay")]``.
 
     Terms are joined by ``+`` or ``-`` with blanks around them (a leading sign needs none); a term is an
     artist name, optionally preceded by ``<number> *``; a name in double quotes may hold anything but a
-    quote. Blank space around names is dropped. One-line :class:`FoldInError` on a malformed expression.
+    quote. Blank space around names is dropped. One-line :class:`FoldInError` on a malformed expression,
+    which calls a name's thing ``noun`` ("item" where the data is not music).
     """
     if not expression or not expression.strip():
         raise FoldInError('like: the expression is empty; write e.g. "Radiohead + Daft Punk - Coldplay"')
     out = []
-    for position, (sign, text) in enumerate(_split_terms(expression), start=1):
+    for position, (sign, text) in enumerate(_split_terms(expression, noun), start=1):
         weight = 1.0
         match = _WEIGHT.match(text)
         if match:
@@ -99,7 +100,7 @@ def parse_like(expression: str) -> list[tuple[float, str]]:
             name = name[1:-1].strip()
         if not name or '"' in name:
             raise FoldInError(
-                f"like: term {position} of {expression!r} has no artist name (or a stray quote)"
+                f"like: term {position} of {expression!r} has no {noun} name (or a stray quote)"
             )
         out.append((sign * weight, name))
     return out
@@ -147,10 +148,15 @@ def nearest_by_cosine(
 
 
 def like(
-    expression: str, resolve: Callable[[str], int], item_factors: np.ndarray, n: int = 10
+    expression: str,
+    resolve: Callable[[str], int],
+    item_factors: np.ndarray,
+    n: int = 10,
+    noun: str = "artist",
 ) -> list[tuple[int, float]]:
-    """Artists nearest (cosine) to the composed vector of ``expression``, the query artists excluded."""
-    vector, ids = compose(parse_like(expression), resolve, item_factors)
+    """Artists nearest (cosine) to the composed vector of ``expression``, the query artists excluded
+    (``noun``: what messages call an item, see :func:`parse_like`)."""
+    vector, ids = compose(parse_like(expression, noun), resolve, item_factors)
     return nearest_by_cosine(vector, item_factors, n=n, exclude=ids)
 
 

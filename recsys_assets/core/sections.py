@@ -277,6 +277,24 @@ def _coerce(base: Any, value: Any) -> tuple[bool, Any]:
     return isinstance(value, allowed), value
 
 
+# What a value of a declared type must be, as a message says it (a float must also be finite).
+_TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a finite number",
+    str: "a string",
+    tuple: "an array",
+    dict: "a table",
+}
+
+
+def _type_name(base: Any) -> str:
+    """``base`` (a type or a union of types) in words, e.g. "a string or an integer"."""
+    allowed = get_args(base) if get_origin(base) is types.UnionType else (base,)
+    names = [_TYPE_NAMES.get(t) for t in allowed]
+    return " or ".join(names) if all(names) else "a value"  # type: ignore[arg-type]
+
+
 def _check_field(cls: type, name: str, value: Any) -> Any:
     """``value`` converted to the field's type; :class:`SettingsError` (one line: table, key, value and what
     is allowed) when it has the wrong type or breaks the field's rule."""
@@ -285,7 +303,7 @@ def _check_field(cls: type, name: str, value: Any) -> Any:
     if get_origin(base) is Literal:
         allowed, admitted = "one of " + ", ".join(_toml(choice) for choice in get_args(base)), typed
     else:
-        kind = {int: "an integer", float: "a finite number", str: "a string"}.get(base, "a value")
+        kind = _type_name(base)
         allowed = " and ".join(rule.describe(kind) for rule in rules) or kind
         finite = not isinstance(converted, float) or math.isfinite(converted)
         admitted = typed and finite and all(rule.admits(converted) for rule in rules)
