@@ -94,6 +94,8 @@ class Progress:
         self.label = label
         self.total = total
         self.unit = unit
+        self.stage: str | None = None
+        self._name, self._unit = label, unit
         self.done: float = 0
         self.info: dict[str, Any] = {}
         self._log = log
@@ -113,9 +115,24 @@ class Progress:
 
     # -- reporting ------------------------------------------------------------------------------------
 
-    def __call__(self, done: float, total: float | None = None, **info: Any) -> None:
+    def __call__(
+        self,
+        done: float,
+        total: float | None = None,
+        *,
+        stage: str | None = None,
+        unit: str | None = None,
+        **info: Any,
+    ) -> None:
         """The step has done ``done`` units (of ``total``, if it changed); ``info``: extra values to show
-        (``loss=...``). Cheap unless a redraw or a line is due."""
+        (``loss=...``). Cheap unless a redraw or a line is due.
+
+        A step made of stages (alias candidates: neighbours, then listener overlaps of pairs...) names
+        them: a new ``stage`` ends the previous one (its last line) and starts counting afresh, shown as
+        ``label (stage)``, in ``unit`` when given (else the step's unit), with its own rate and time left.
+        """
+        if stage is not None and stage != self.stage:
+            self._start_stage(stage, unit)
         self.done = done
         if total is not None:
             self.total = total
@@ -128,6 +145,16 @@ class Progress:
         if now - self._last_line >= self._line_interval:
             self._last_line = now
             self._emit(self.line(now))
+
+    def _start_stage(self, stage: str, unit: str | None) -> None:
+        now = self._clock()
+        if self.stage is not None:
+            self._emit(self.line(now, final=True))
+        self.stage = stage
+        self.label = f"{self._name} ({stage})"
+        self.unit = self._unit if unit is None else unit
+        self.started = self._last_line = now
+        self.done, self.total, self.info = 0, None, {}
 
     def advance(self, n: float = 1, **info: Any) -> None:
         """``n`` more units done."""
@@ -234,14 +261,21 @@ class _BarTask:
 
     def draw(self) -> None:
         bar = self.entry[0]
-        bar.update(self.task, completed=self.owner.done, total=self.owner.total, status=self.owner.status())
+        owner = self.owner
+        bar.update(
+            self.task, description=owner.label, completed=owner.done, total=owner.total, status=owner.status()
+        )
         bar.refresh()
 
     def finish(self) -> None:
         bar = self.entry[0]
         owner = self.owner
         bar.update(
-            self.task, completed=owner.done, total=owner.total or owner.done, status=owner.status(final=True)
+            self.task,
+            description=owner.label,
+            completed=owner.done,
+            total=owner.total or owner.done,
+            status=owner.status(final=True),
         )
         bar.refresh()
         with self._lock:
