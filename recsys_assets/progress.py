@@ -2,7 +2,9 @@
 
 A :class:`Progress` is told where a unit of work stands (``progress(done)``, or ``progress.advance()``)
 between the compiled blocks of a long step: ALS iterations with their loss, users evaluated, blocks of
-recommendations or related items, bytes scanned at ingest. It renders
+recommendations or related items, bytes scanned at ingest; a step made of stages (alias candidates:
+neighbours, then listener overlaps, ...) names each one (``progress(done, total, stage=..., unit=...)``) and
+gets a fresh count, rate and time left per stage. It renders
 
 * on a terminal (the stream's ``isatty()``): a `rich <https://rich.readthedocs.io>`_ progress bar with
   done/total, rate and time left, redrawn at most every ``min_interval`` seconds (0.5 s);

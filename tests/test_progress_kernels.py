@@ -222,3 +222,41 @@ def test_progress_stages_start_afresh_and_end_with_a_line():
         "artist aliases als (listener overlaps): 10,000/10,000 pairs (100%), 1,000 pairs/s, 0.0 s left",
         "artist aliases als (listener overlaps): done 10,000/10,000 pairs (100%), 1,000 pairs/s, in 10 s",
     ]
+
+
+def test_pipeline_stages_report_into_the_log(data):
+    """The pipeline layer follows each long stage with a Progress whose last line reaches ``log`` (the
+    Dagster run log in an asset): evaluation, recommendations, related artists, alias candidates."""
+    from recsys_assets.core.factorset import FactorSet
+    from recsys_assets.core.models import get_model
+    from recsys_assets.pipeline.answers import alias_table, recommendation_frame, related_lists
+    from recsys_assets.pipeline.evaluation import evaluate_model
+    from recsys_assets.pipeline.indexes import IndexRef
+    from recsys_assets.settings import AliasSettings, RelatedSettings
+
+    plays, users, items = data
+    factors = FactorSet(model="als", user_factors=users, item_factors=items)
+    split = per_user_holdout(plays, test_fraction=0.2, min_items=5, seed=0)
+    evaluated = int((np.diff(split.test.indptr) > 0).sum())
+    log: list[str] = []
+    report = evaluate_model(get_model("als"), factors, split, 10, 2, 1 << 28, log=log.append)
+    assert report == evaluate_factors(users, items, split.train, split.test, k=10, threads=2)
+    frame = recommendation_frame(factors, plays, 10, ("als",), 2, 1 << 28, log=log.append)
+    assert frame["user_id"].nunique() == plays.shape[0]
+    ref = IndexRef("als", "hnsw", "unused", {}, items.shape[0], items.shape[1], "", query_method="exact")
+    related, recall, method = related_lists(
+        ref, "/nonexistent", factors, RelatedSettings(), 0, 2, log=log.append
+    )
+    assert method == "exact" and recall == 1.0
+    aliases = AliasSettings(k=20, min_score=0.0)
+    alias_table(factors, plays, aliases, 2, log=log.append)
+    n_users, n_items = plays.shape
+    assert log[0].startswith(f"evaluate als: done {evaluated:,}/{evaluated:,} users (100%)")
+    assert log[1].startswith(f"recommendations als: done {n_users:,}/{n_users:,} users (100%)")
+    assert log[2].startswith(f"related artists als (exact): done {n_items - 2:,}/{n_items - 2:,} artists")
+    stages = [line.split(":")[0] for line in log[3:]]
+    assert stages == [
+        f"artist aliases als ({stage})"
+        for stage in ("neighbours", "listener overlaps", "factor similarities", "scores")
+    ]
+    assert all(": done " in line and "(100%)" in line for line in log[3:])
