@@ -14,7 +14,7 @@ of the summed seconds; results are also compared (they must be identical).
 
 Plays come from the synthetic generator; factors are random normal (the slow case for the early exits).
 
-    .venv/bin/python bench/progress_overhead.py                       # 50K users x 50K artists
+    .venv/bin/python bench/progress_overhead.py                       # 100K users x 100K artists
     .venv/bin/python bench/progress_overhead.py --stages evaluate --repeats 3
 
 The last line of output is one JSON object.
@@ -52,8 +52,8 @@ def same(a: object, b: object) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--users", type=int, default=50_000)
-    parser.add_argument("--artists", type=int, default=50_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--artists", type=int, default=100_000)
     parser.add_argument("--per-user", type=float, default=50.0)
     parser.add_argument("--factors", type=int, default=64)
     parser.add_argument("--n", type=int, default=20)
