@@ -22,6 +22,7 @@ benchmarks use it alike.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -69,6 +70,24 @@ def _info_text(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+_terminal: TextIO | None = None
+
+
+def claim_terminal() -> None:
+    """Keep a handle on the terminal behind standard error, the default stream of every later
+    :class:`Progress`, so bars still reach it while Dagster captures a run's output.
+
+    During a run, Dagster's compute-log capture points descriptor 2 at a file (mirrored back to the
+    terminal by a ``tail`` process), so a bar created inside an asset would find no terminal and fall back
+    to lines. ``recsys refresh`` calls this before its runs: when standard error is a terminal, a
+    duplicate of its descriptor is kept and bars draw there; otherwise (cron, CI, the daemon) nothing
+    changes.
+    """
+    global _terminal
+    if _terminal is None and sys.stderr is not None and sys.stderr.isatty():
+        _terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+
+
 class Progress:
     """Where one long step stands; see the module docstring for what is shown where.
 
@@ -76,7 +95,8 @@ class Progress:
     (None: unknown, then no percentage or time left); ``unit``: their name, plural (``"iterations"``,
     ``"users"``), or ``"B"`` for bytes; ``display``: ``"auto"`` (a bar when ``stream`` is a terminal,
     lines otherwise), ``"bar"``, ``"lines"`` or ``"off"`` (nothing on the stream; ``log`` still gets
-    lines); ``stream``: default ``sys.stderr``, so piped standard output stays clean. ``clock`` is for
+    lines); ``stream``: default the terminal kept by :func:`claim_terminal`, else ``sys.stderr``, so
+    piped standard output stays clean. ``clock`` is for
     tests. Use as a context manager, or call :meth:`close` when the step ends.
     """
 
@@ -101,7 +121,7 @@ class Progress:
         self.done: float = 0
         self.info: dict[str, Any] = {}
         self._log = log
-        self._stream = stream if stream is not None else sys.stderr
+        self._stream = stream if stream is not None else (_terminal or sys.stderr)
         if display == "auto":
             isatty = getattr(self._stream, "isatty", None)
             display = "bar" if isatty is not None and isatty() else "lines"

@@ -260,3 +260,32 @@ def test_pipeline_stages_report_into_the_log(data):
         for stage in ("neighbours", "listener overlaps", "factor similarities", "scores")
     ]
     assert all(": done " in line and "(100%)" in line for line in log[3:])
+
+
+def test_claim_terminal_keeps_the_terminal_when_descriptor_2_is_captured(monkeypatch, tmp_path):
+    """Dagster's compute-log capture points descriptor 2 at a file during a run: a Progress created then
+    still draws its bar on the terminal that ``recsys refresh`` claimed before the run."""
+    import os
+
+    import recsys_assets.progress as progress_module
+
+    main_fd, terminal_fd = os.openpty()
+    terminal = os.fdopen(terminal_fd, "w")
+    monkeypatch.setattr(progress_module, "_terminal", None)
+    monkeypatch.setattr("sys.stderr", terminal)
+    progress_module.claim_terminal()
+    claimed = progress_module._terminal
+    try:
+        assert claimed is not None and claimed.fileno() != terminal_fd and claimed.isatty()
+        # What the capture does to the stream's descriptor: now a file, no longer a terminal.
+        captured = open(tmp_path / "stderr.log", "w")  # noqa: SIM115
+        os.dup2(captured.fileno(), terminal_fd)
+        assert not terminal.isatty()
+        with Progress("evaluate als", 10, unit="users", min_interval=0) as bar:
+            assert bar.display == "bar" and bar._stream is claimed
+            bar(10)
+        assert b"evaluate als" in os.read(main_fd, 65536)
+    finally:
+        claimed.close()
+        terminal.close()
+        os.close(main_fd)
