@@ -154,7 +154,15 @@ def shared_counts(
 
     n_blocks = -(-a.size // _PAIR_BLOCK)
     with numba_threads(threads):
-        run_sliced(count, n_blocks, threads, progress, lambda blk: min(blk * _PAIR_BLOCK, a.size), a.size)
+        run_sliced(
+            count,
+            n_blocks,
+            threads,
+            progress,
+            lambda blk: min(blk * _PAIR_BLOCK, a.size),
+            a.size,
+            chunk=_PAIR_BLOCK,
+        )
     return listeners, shared
 
 

@@ -6,10 +6,13 @@ The long steps (evaluation, recommendations, related artists, alias overlaps) ar
 reports after each one. Ranges start and end at whole blocks, so every block is computed exactly as in one
 call (same rows, same tile, same arithmetic): the results are bit-identical with and without progress.
 
-Range length adapts to the measured speed so that each range takes about ``target_s`` (0.5 s), and it is a
-multiple of the thread count so that numba's static split gives every thread the same number of blocks.
-The first range is one block per thread; the next ones grow (at most 4x at a time) to the target. Per range
-the cost is one parallel-region launch and its wait (tens of microseconds) against half a second of work.
+Range length adapts to the measured speed so that each range takes about ``target_s`` (0.5 s); the first
+range is one block per thread, the next ones grow (at most 4x at a time) to the target. Inside a range the
+threads take blocks dynamically (``numba.parallel_chunksize``, ``chunk`` loop iterations at a time) rather
+than numba's default static halves: a range holds only a few blocks per thread, and with a static split the
+thread that drew the heavier users would leave the other waiting at every range's end (measured: evaluation
+16 % slower with static ranges, ``bench/progress_overhead.py``). Per range the remaining cost is one
+parallel-region launch and its wait (tens of microseconds) against half a second of work.
 
 A ``progress`` callable is anything called as ``progress(done, total, **info)``: ``done`` of ``total``
 units (users, items, pairs) finished, ``info`` extra values (e.g. ``stage="listener overlaps"``,
@@ -21,6 +24,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+
+import numba
 
 from recsys_assets.core.threads import resolve_threads
 
@@ -41,13 +46,16 @@ def run_sliced(
     done_after: Callable[[int], int],
     total: int,
     target_s: float = TARGET_SECONDS,
+    chunk: int = 1,
     **info: Any,
 ) -> None:
     """Run ``kernel(b0, b1)`` (it processes blocks ``b0 .. b1 - 1``) over all ``n_blocks`` blocks.
 
     Without ``progress``: one call ``kernel(0, n_blocks)``. With it: consecutive ranges (module docstring),
     each followed by ``progress(done_after(b1), total, **info)``, where ``done_after(b)`` is the number of
-    units finished when blocks ``0 .. b - 1`` are (e.g. ``min(b * block_rows, n_users)``).
+    units finished when blocks ``0 .. b - 1`` are (e.g. ``min(b * block_rows, n_users)``). ``chunk``:
+    the kernel's ``prange`` iterations a thread takes at a time within a range (1 when it loops over
+    blocks; the block size when it loops over the items of blocks).
     """
     if progress is None or n_blocks <= 0:
         kernel(0, n_blocks)
@@ -58,7 +66,8 @@ def run_sliced(
     while b0 < n_blocks:
         b1 = min(n_blocks, b0 + step)
         started = time.perf_counter()
-        kernel(b0, b1)
+        with numba.parallel_chunksize(chunk):
+            kernel(b0, b1)
         seconds = time.perf_counter() - started
         progress(done_after(b1), total, **info)
         per_block = seconds / (b1 - b0)
