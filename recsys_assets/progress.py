@@ -2,7 +2,9 @@
 
 A :class:`Progress` is told where a unit of work stands (``progress(done)``, or ``progress.advance()``)
 between the compiled blocks of a long step: ALS iterations with their loss, users evaluated, blocks of
-recommendations or related items, bytes scanned at ingest. It renders
+recommendations or related items, bytes scanned at ingest; a step made of stages (alias candidates:
+neighbours, then listener overlaps, ...) names each one (``progress(done, total, stage=..., unit=...)``) and
+gets a fresh count, rate and time left per stage. It renders
 
 * on a terminal (the stream's ``isatty()``): a `rich <https://rich.readthedocs.io>`_ progress bar with
   done/total, rate and time left, redrawn at most every ``min_interval`` seconds (0.5 s);
@@ -20,6 +22,7 @@ benchmarks use it alike.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -67,6 +70,24 @@ def _info_text(info: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+_terminal: TextIO | None = None
+
+
+def claim_terminal() -> None:
+    """Keep a handle on the terminal behind standard error, the default stream of every later
+    :class:`Progress`, so bars still reach it while Dagster captures a run's output.
+
+    During a run, Dagster's compute-log capture points descriptor 2 at a file (mirrored back to the
+    terminal by a ``tail`` process), so a bar created inside an asset would find no terminal and fall back
+    to lines. ``recsys refresh`` calls this before its runs: when standard error is a terminal, a
+    duplicate of its descriptor is kept and bars draw there; otherwise (cron, CI, the daemon) nothing
+    changes.
+    """
+    global _terminal
+    if _terminal is None and sys.stderr is not None and sys.stderr.isatty():
+        _terminal = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1, encoding="utf-8")
+
+
 class Progress:
     """Where one long step stands; see the module docstring for what is shown where.
 
@@ -74,7 +95,8 @@ class Progress:
     (None: unknown, then no percentage or time left); ``unit``: their name, plural (``"iterations"``,
     ``"users"``), or ``"B"`` for bytes; ``display``: ``"auto"`` (a bar when ``stream`` is a terminal,
     lines otherwise), ``"bar"``, ``"lines"`` or ``"off"`` (nothing on the stream; ``log`` still gets
-    lines); ``stream``: default ``sys.stderr``, so piped standard output stays clean. ``clock`` is for
+    lines); ``stream``: default the terminal kept by :func:`claim_terminal`, else ``sys.stderr``, so
+    piped standard output stays clean. ``clock`` is for
     tests. Use as a context manager, or call :meth:`close` when the step ends.
     """
 
@@ -94,10 +116,12 @@ class Progress:
         self.label = label
         self.total = total
         self.unit = unit
+        self.stage: str | None = None
+        self._name, self._unit = label, unit
         self.done: float = 0
         self.info: dict[str, Any] = {}
         self._log = log
-        self._stream = stream if stream is not None else sys.stderr
+        self._stream = stream if stream is not None else (_terminal or sys.stderr)
         if display == "auto":
             isatty = getattr(self._stream, "isatty", None)
             display = "bar" if isatty is not None and isatty() else "lines"
@@ -113,9 +137,24 @@ class Progress:
 
     # -- reporting ------------------------------------------------------------------------------------
 
-    def __call__(self, done: float, total: float | None = None, **info: Any) -> None:
+    def __call__(
+        self,
+        done: float,
+        total: float | None = None,
+        *,
+        stage: str | None = None,
+        unit: str | None = None,
+        **info: Any,
+    ) -> None:
         """The step has done ``done`` units (of ``total``, if it changed); ``info``: extra values to show
-        (``loss=...``). Cheap unless a redraw or a line is due."""
+        (``loss=...``). Cheap unless a redraw or a line is due.
+
+        A step made of stages (alias candidates: neighbours, then listener overlaps of pairs...) names
+        them: a new ``stage`` ends the previous one (its last line) and starts counting afresh, shown as
+        ``label (stage)``, in ``unit`` when given (else the step's unit), with its own rate and time left.
+        """
+        if stage is not None and stage != self.stage:
+            self._start_stage(stage, unit)
         self.done = done
         if total is not None:
             self.total = total
@@ -128,6 +167,16 @@ class Progress:
         if now - self._last_line >= self._line_interval:
             self._last_line = now
             self._emit(self.line(now))
+
+    def _start_stage(self, stage: str, unit: str | None) -> None:
+        now = self._clock()
+        if self.stage is not None:
+            self._emit(self.line(now, final=True))
+        self.stage = stage
+        self.label = f"{self._name} ({stage})"
+        self.unit = self._unit if unit is None else unit
+        self.started = self._last_line = now
+        self.done, self.total, self.info = 0, None, {}
 
     def advance(self, n: float = 1, **info: Any) -> None:
         """``n`` more units done."""
@@ -234,14 +283,21 @@ class _BarTask:
 
     def draw(self) -> None:
         bar = self.entry[0]
-        bar.update(self.task, completed=self.owner.done, total=self.owner.total, status=self.owner.status())
+        owner = self.owner
+        bar.update(
+            self.task, description=owner.label, completed=owner.done, total=owner.total, status=owner.status()
+        )
         bar.refresh()
 
     def finish(self) -> None:
         bar = self.entry[0]
         owner = self.owner
         bar.update(
-            self.task, completed=owner.done, total=owner.total or owner.done, status=owner.status(final=True)
+            self.task,
+            description=owner.label,
+            completed=owner.done,
+            total=owner.total or owner.done,
+            status=owner.status(final=True),
         )
         bar.refresh()
         with self._lock:

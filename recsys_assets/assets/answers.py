@@ -75,13 +75,21 @@ def related_artists_asset(
         "vectors (for nets' mlp: the artist embeddings): exact cosine top-k or the ANN index ([related] "
         "method), with ANN recall@10 against exact checked on a sample.",
     )
-    def related_artists(warehouse: DuckDBResource, store: RecsysStore, **inputs) -> dg.MaterializeResult:
+    def related_artists(
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, store: RecsysStore, **inputs
+    ) -> dg.MaterializeResult:
         started = time.perf_counter()
         frames, recalls, methods, query = [], {}, {}, {}
         for m in models:
             ref = inputs[f"{m}_ann_index"]
             frame, recalls[m], methods[m] = related_lists(
-                ref, store.home, inputs[f"{m}_factors"], related, sample_seed, runtime.threads
+                ref,
+                store.home,
+                inputs[f"{m}_factors"],
+                related,
+                sample_seed,
+                runtime.threads,
+                context.log.info,
             )
             frames.append(frame)
             if methods[m] == "ann":
@@ -138,7 +146,7 @@ def recommendations_asset(
 
     @dg.asset(**spec)
     def recommendations(
-        warehouse: DuckDBResource, play_matrix: sp.csr_matrix, **inputs
+        context: dg.AssetExecutionContext, warehouse: DuckDBResource, play_matrix: sp.csr_matrix, **inputs
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
         frames = [
@@ -149,6 +157,7 @@ def recommendations_asset(
                 models,
                 runtime.threads,
                 runtime.memory_budget_bytes,
+                log=context.log.info,
             )
             for m in models
         ]
@@ -190,7 +199,11 @@ def artist_aliases_asset(
         "factors while sharing few or no listeners.",
     )
     def artist_aliases(
-        warehouse: DuckDBResource, store: RecsysStore, play_matrix: sp.csr_matrix, **inputs
+        context: dg.AssetExecutionContext,
+        warehouse: DuckDBResource,
+        store: RecsysStore,
+        play_matrix: sp.csr_matrix,
+        **inputs,
     ) -> dg.MaterializeResult:
         started = time.perf_counter()
         frames = []
@@ -206,6 +219,7 @@ def artist_aliases_asset(
                     runtime.threads,
                     index=index,
                     memory_budget=runtime.memory_budget_bytes,
+                    log=context.log.info,
                 )
             )
         table = pd.concat(frames, ignore_index=True)

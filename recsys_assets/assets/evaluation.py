@@ -23,6 +23,7 @@ from recsys_assets.core.split import Split
 from recsys_assets.engines.settings import EngineSettings
 from recsys_assets.pipeline.evaluation import (
     REPORT_METRICS,
+    evaluate_model,
     make_split,
     metric_rows,
     tag_quality_rows,
@@ -243,13 +244,8 @@ def report_asset(
         fitted: list[FactorSet] = [inputs[f"eval_{m}_factors"] for m in models]
         for factors in fitted:
             model = get_model(factors.model)
-            result = model.evaluate(
-                factors,
-                split.train,
-                split.test,
-                k=k,
-                threads=runtime.threads,
-                memory_budget_bytes=runtime.memory_budget_bytes,
+            result = evaluate_model(
+                model, factors, split, k, runtime.threads, runtime.memory_budget_bytes, log=context.log.info
             )
             rows += metric_rows(factors.model, factors.settings_fingerprint, name_of_split, k, result)
             rows += value_metric_rows(model, sections.get(model.name), factors, split.test, name_of_split)

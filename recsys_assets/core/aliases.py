@@ -43,6 +43,7 @@ from scipy.sparse import csr_matrix, issparse
 from scipy.stats import poisson
 
 from recsys_assets.core.ann import AnnIndex
+from recsys_assets.core.slices import ProgressFn, report_in_steps, run_sliced
 from recsys_assets.core.threads import numba_threads
 from recsys_assets.core.topk import cosine_topk, normalize_rows
 
@@ -77,11 +78,23 @@ _COLUMNS = [
 ]
 
 
+# Pairs per block of the overlap kernel: the unit a caller following the work is told about.
+_PAIR_BLOCK = 4096
+
+
 @numba.njit(cache=True, parallel=True)
-def _intersections(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """|row a[p] ∩ row b[p]| of a CSR pattern with sorted indices, by merging the two sorted rows."""
-    out = np.zeros(a.size, dtype=np.int64)
-    for p in numba.prange(a.size):
+def _intersections(
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    out: np.ndarray,
+    first_block: int,
+    end_block: int,
+) -> None:
+    """``out[p] = |row a[p] ∩ row b[p]|`` of a CSR pattern with sorted indices, by merging the two sorted
+    rows, for the pairs of blocks ``first_block .. end_block - 1`` of ``_PAIR_BLOCK`` pairs."""
+    for p in numba.prange(first_block * _PAIR_BLOCK, min(end_block * _PAIR_BLOCK, a.size)):
         i, i_end = indptr[a[p]], indptr[a[p] + 1]
         j, j_end = indptr[b[p]], indptr[b[p] + 1]
         count = 0
@@ -97,7 +110,6 @@ def _intersections(indptr: np.ndarray, indices: np.ndarray, a: np.ndarray, b: np
             else:
                 j += 1
         out[p] = count
-    return out
 
 
 def _listener_pattern(plays: csr_matrix) -> csr_matrix:
@@ -116,23 +128,40 @@ def _as_ids(ids: np.ndarray) -> np.ndarray:
 
 
 def shared_counts(
-    plays: csr_matrix, a: np.ndarray, b: np.ndarray, threads: int | None = None
+    plays: csr_matrix,
+    a: np.ndarray,
+    b: np.ndarray,
+    threads: int | None = None,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Listener counts and overlaps for item pairs.
 
     ``plays`` is users x items (a positive entry = the user listened); ``a``, ``b`` are (p,) item ids.
     Returns ``listeners`` (n_items,) int64, ``|{u : plays[u, i] > 0}|``, and ``shared`` (p,) int64,
-    ``|listeners(a[p]) ∩ listeners(b[p])|``.
+    ``|listeners(a[p]) ∩ listeners(b[p])|``. ``progress``: called as ``progress(pairs_done, p)`` while
+    the overlaps are counted (:func:`recsys_assets.core.slices.run_sliced`); same result without it.
     """
     items_users = _listener_pattern(plays)
     listeners = np.diff(items_users.indptr).astype(np.int64)
+    indptr = items_users.indptr.astype(np.int64)
+    indices = items_users.indices.astype(np.int64)
+    # Any integer dtype: no int64 copy of what may be tens of millions of pairs.
+    a, b = _as_ids(a), _as_ids(b)
+    shared = np.zeros(a.size, dtype=np.int64)
+
+    def count(first_block: int, end_block: int) -> None:
+        _intersections(indptr, indices, a, b, shared, first_block, end_block)
+
+    n_blocks = -(-a.size // _PAIR_BLOCK)
     with numba_threads(threads):
-        shared = _intersections(
-            items_users.indptr.astype(np.int64),
-            items_users.indices.astype(np.int64),
-            # Any integer dtype: no int64 copy of what may be tens of millions of pairs.
-            _as_ids(a),
-            _as_ids(b),
+        run_sliced(
+            count,
+            n_blocks,
+            threads,
+            progress,
+            lambda blk: min(blk * _PAIR_BLOCK, a.size),
+            a.size,
+            chunk=_PAIR_BLOCK,
         )
     return listeners, shared
 
@@ -156,20 +185,31 @@ def _unique_pairs(sorted_keys: np.ndarray, n_items: int) -> tuple[np.ndarray, np
 
 
 def _candidate_pairs(
-    item_factors: np.ndarray, k: int, index: AnnIndex | None, block_bytes: int, threads: int | None
+    item_factors: np.ndarray,
+    k: int,
+    index: AnnIndex | None,
+    block_bytes: int,
+    threads: int | None,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distinct unordered pairs (item, one of its top-``k`` cosine neighbours) as int32 (a, b), a < b,
-    sorted by (a, b). With an index the neighbours are queried a block of items at a time."""
+    sorted by (a, b). With an index the neighbours are queried a block of items at a time. ``progress``
+    follows the neighbour search (stage ``"neighbours"``, in items)."""
     n_items = item_factors.shape[0]
+    stage = _stage(progress, "neighbours", "items")
     if index is None:
-        neighbours, _ = cosine_topk(item_factors, k, threads=threads)
+        neighbours, _ = cosine_topk(item_factors, k, threads=threads, progress=stage)
     else:
         # Per queried item: ids, distances and cosines of k + 1 results (int32 / float32 each).
         rows = max(_MIN_BLOCK, block_bytes // (12 * (k + 1)))
+        if progress is not None:  # reports about every 1 % (the search of an item does not depend on it)
+            rows = min(rows, max(_MIN_BLOCK, -(-n_items // 100)))
+        report = report_in_steps(stage, n_items)
         neighbours = np.empty((n_items, k), dtype=np.int32)
         for lo in range(0, n_items, rows):
             hi = min(lo + rows, n_items)
             neighbours[lo:hi] = index.neighbours_of_items(np.arange(lo, hi), k, threads=threads)[0]
+            report(hi)
     keys = np.empty(neighbours.size, dtype=np.int64)
     filled = 0
     rows = max(1, block_bytes // (32 * k))
@@ -185,6 +225,13 @@ def _candidate_pairs(
     keys = keys[:filled]
     keys.sort()
     return _unique_pairs(keys, n_items)
+
+
+def _stage(progress: ProgressFn | None, stage: str, unit: str) -> ProgressFn | None:
+    """``progress`` told that ``stage`` (counted in ``unit``) is running, or None without progress."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(done, total, stage=stage, unit=unit)
 
 
 def _lift_bins(factor_similarity: np.ndarray, lift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +258,7 @@ def alias_candidates(
     threads: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
     min_score: float = 0.0,
+    progress: ProgressFn | None = None,
 ) -> pd.DataFrame:
     """Candidate duplicate-artist pairs: close in factor space, (almost) no shared listeners.
 
@@ -229,6 +277,9 @@ def alias_candidates(
     min_score : keep pairs whose ``score`` is at least this. Applied block by block, so the pairs that
         pass the other filters but not this one (at Last.fm-360K scale most of the ~36M candidates) are
         never gathered into one frame.
+    progress : called as ``progress(done, total, stage=..., unit=...)`` through the stages
+        ``"neighbours"`` (items), ``"listener overlaps"``, ``"factor similarities"`` and ``"scores"``
+        (pairs); the result is the same without it.
 
     Returns
     -------
@@ -266,25 +317,30 @@ def alias_candidates(
     # A quarter of the budget per block: the rest is for what cannot be blocked (module docstring) and
     # for the caller's own data (factors, play matrix).
     block_bytes = min(memory_budget_bytes // 4, _MAX_BLOCK_BYTES)
-    a, b = _candidate_pairs(item_factors, int(k), index, block_bytes, threads)
+    a, b = _candidate_pairs(item_factors, int(k), index, block_bytes, threads, progress)
     if a.size == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if "_id" in c else "float64") for c in _COLUMNS})
 
     unit = normalize_rows(item_factors)
-    listeners, shared = shared_counts(plays, a, b, threads=threads)
+    listeners, shared = shared_counts(
+        plays, a, b, threads=threads, progress=_stage(progress, "listener overlaps", "pairs")
+    )
     # Blocks of pairs: two gathered factor rows plus the float64 temporaries per pair.
     step = max(_MIN_BLOCK, block_bytes // (8 * unit.shape[1] + _BLOCK_BYTES_PER_PAIR))
     blocks = [slice(lo, min(lo + step, a.size)) for lo in range(0, a.size, step)]
     factor_similarity = np.empty(a.size, dtype=np.float32)
     lift = np.empty(a.size, dtype=np.float64)
+    report = report_in_steps(_stage(progress, "factor similarities", "pairs"), a.size)
     for blk in blocks:
         factor_similarity[blk] = np.einsum("ij,ij->i", unit[a[blk]], unit[b[blk]])
         independent = listeners[a[blk]] * listeners[b[blk]] / max(n_users, 1)
         lift[blk] = np.divide(shared[blk], independent, out=np.zeros(independent.size), where=independent > 0)
+        report(blk.stop)
     bins, medians = _lift_bins(factor_similarity, lift)
     del lift
 
     kept: list[dict[str, np.ndarray]] = []
+    report = report_in_steps(_stage(progress, "scores", "pairs"), a.size)
     for blk in blocks:
         la, lb, sh, fs = listeners[a[blk]], listeners[b[blk]], shared[blk], factor_similarity[blk]
         union = la + lb - sh
@@ -311,6 +367,7 @@ def alias_candidates(
                 "score": score[strong],
             }
         )
+        report(blk.stop)
     frame = pd.DataFrame({c: np.concatenate([part[c] for part in kept]) for c in _COLUMNS})
     return frame.sort_values(
         ["score", "artist_id", "alias_id"], ascending=[False, True, True], kind="stable"

@@ -45,6 +45,7 @@ from recsys_assets.core.ann_index import (
     check_vectors,
     metadata_path,
 )
+from recsys_assets.core.slices import ProgressFn
 from recsys_assets.core.threads import resolve_threads
 from recsys_assets.core.topk import cosine_topk
 
@@ -154,23 +155,38 @@ def load_index(path: Path) -> AnnIndex:
     raise ValueError(f"{meta_path} names unknown backend {meta['backend']!r}")
 
 
+# With progress, batches of about 1 % of the items (at least this many), so reports come often while each
+# batch still spreads over every thread; every item's search is independent of its batch.
+_PROGRESS_BATCH = 2048
+
+
 def related_items(
-    index: AnnIndex, k: int, threads: int | None = None, batch: int = 65536
+    index: AnnIndex,
+    k: int,
+    threads: int | None = None,
+    batch: int = 65536,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` related items (itself excluded) for every item ``0 .. n_items - 1`` of ``index``.
 
     Items are searched ``batch`` at a time (bounding the temporary Python lists Annoy returns), each batch
     on ``threads`` threads. Returns (n_items, k) int32 ids, best first, and float32 cosine similarities;
-    all-zero items get a row of -1 / ``-inf``.
+    all-zero items get a row of -1 / ``-inf``. ``progress``: called as ``progress(items_done, n_items)``
+    after each batch (then at most ``max(2048, n_items / 100)`` items); the result is the same without it.
     """
     k = check_k(k)
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
-    indices = np.empty((index.n_items, k), dtype=np.int32)
-    sims = np.empty((index.n_items, k), dtype=np.float32)
-    for lo in range(0, index.n_items, batch):
-        hi = min(lo + batch, index.n_items)
+    n_items = index.n_items
+    if progress is not None:
+        batch = min(batch, max(_PROGRESS_BATCH, -(-n_items // 100)))
+    indices = np.empty((n_items, k), dtype=np.int32)
+    sims = np.empty((n_items, k), dtype=np.float32)
+    for lo in range(0, n_items, batch):
+        hi = min(lo + batch, n_items)
         indices[lo:hi], sims[lo:hi] = index.neighbours_of_items(np.arange(lo, hi), k, threads=threads)
+        if progress is not None:
+            progress(hi, n_items)
     return indices, sims
 
 

@@ -64,6 +64,7 @@ from recsys_assets.core.metrics_kernels import (
     rank_metrics,
     test_scores,
 )
+from recsys_assets.core.slices import ProgressFn, report_in_steps, run_sliced
 from recsys_assets.core.sparse import canonical_csr
 from recsys_assets.core.threads import blas_threads, numba_threads
 from recsys_assets.core.topk import DEFAULT_MEMORY_BUDGET, as_factor_matrix, tile_shape
@@ -254,6 +255,7 @@ def evaluate_factors(
     block_size: int | None = None,
     item_block_size: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    progress: ProgressFn | None = None,
 ) -> RankingReport:
     """Evaluate the dot-product model ``score[u, i] = user_factors[u] . item_factors[i]`` on a split.
 
@@ -273,6 +275,8 @@ def evaluate_factors(
             one core's L2 here); see :func:`recsys_assets.core.topk.tile_shape`. Results do not depend
             on them.
         memory_budget_bytes: the tiles of all threads stay within half of it (shrinking the defaults).
+        progress: called as ``progress(users_done, users_evaluated)`` while the tiles are
+            folded (:func:`recsys_assets.core.slices.run_sliced`); the report is the same without it.
     """
     data = _interactions(train, test)
     k = _check_k(k, data.n_items)
@@ -292,22 +296,30 @@ def evaluate_factors(
     with numba_threads(threads):
         q = test_scores(user_factors, item_factors, data.users, data.te_ptr, data.te_idx)
         order, ts = order_by_score(data.users, data.te_ptr, q)
-        fold_factor_tiles(
-            user_factors,
-            item_factors,
-            data.users,
-            data.tr_ptr,
-            data.tr_idx,
-            data.te_ptr,
-            data.te_idx,
-            order,
-            ts,
-            rows,
-            cols,
-            top_s,
-            top_i,
-            twice_neg,
-        )
+
+        def fold(first_block: int, end_block: int) -> None:
+            fold_factor_tiles(
+                user_factors,
+                item_factors,
+                data.users,
+                data.tr_ptr,
+                data.tr_idx,
+                data.te_ptr,
+                data.te_idx,
+                order,
+                ts,
+                rows,
+                cols,
+                top_s,
+                top_i,
+                twice_neg,
+                first_block,
+                end_block,
+            )
+
+        n_eval = data.users.size
+        n_blocks = -(-n_eval // rows)
+        run_sliced(fold, n_blocks, threads, progress, lambda b: min(b * rows, n_eval), n_eval)
         finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
         return _report(data, k, top_i, q, twice_neg)
 
@@ -320,6 +332,7 @@ def evaluate_scores(
     threads: int | None = None,
     block_size: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    progress: ProgressFn | None = None,
 ) -> RankingReport:
     """Evaluate any model given as ``score_fn(user_ids) -> (len(user_ids), n_items)`` scores.
 
@@ -328,7 +341,7 @@ def evaluate_scores(
     consecutive blocks of at most ``block_size`` evaluated users (ascending ids) under ``threads`` BLAS
     threads; its rows are copied to float32 and must be finite. Without ``block_size``, a block holds as
     many users (at most 256) as fit twice (the function's result and the float32 copy) in
-    ``memory_budget_bytes``.
+    ``memory_budget_bytes``. ``progress``: as in :func:`evaluate_factors`, after each block.
     """
     data = _interactions(train, test)
     k = _check_k(k, data.n_items)
@@ -342,6 +355,7 @@ def evaluate_scores(
     q = np.zeros(data.te_idx.size, dtype=np.float32)
     order = np.zeros(data.te_idx.size, dtype=np.int64)
     ts = np.zeros(data.te_idx.size, dtype=np.float32)
+    report = report_in_steps(progress, data.users.size)
     for e0 in range(0, data.users.size, block_size):
         block = data.users[e0 : e0 + block_size]
         with blas_threads(threads):
@@ -369,6 +383,7 @@ def evaluate_scores(
                 top_i,
                 twice_neg,
             )
+        report(min(e0 + block_size, data.users.size))
     with numba_threads(threads):
         finish_heaps(data.users, data.te_ptr, data.te_idx, q, top_s, top_i)
         return _report(data, k, top_i, q, twice_neg)

@@ -131,12 +131,15 @@ def fold_factor_tiles(
     top_s: np.ndarray,
     top_i: np.ndarray,
     twice_neg: np.ndarray,
+    first_block: int,
+    end_block: int,
 ) -> None:
-    """Score tiles ``user_factors[users] @ item_factors.T`` by BLAS, one thread per user block, and fold."""
+    """Score tiles ``user_factors[users] @ item_factors.T`` by BLAS, one thread per user block, and fold;
+    blocks ``first_block .. end_block - 1`` of ``block_size`` evaluated users (a caller following the
+    work runs consecutive ranges; every block is computed the same either way)."""
     n_eval = users.size
     n_items, n_factors = item_factors.shape
-    n_blocks = (n_eval + block_size - 1) // block_size
-    for b in numba.prange(n_blocks):
+    for b in numba.prange(first_block, end_block):
         e0 = b * block_size
         m = min(block_size, n_eval - e0)
         ub = np.empty((m, n_factors), dtype=np.float32)

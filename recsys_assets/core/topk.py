@@ -20,6 +20,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, issparse
 
 from recsys_assets.core.heap import sift_down, sort_best_first
+from recsys_assets.core.slices import ProgressFn, report_in_steps, run_sliced
 from recsys_assets.core.threads import blas_threads, numba_threads, resolve_threads
 
 __all__ = [
@@ -81,17 +82,18 @@ def _topk_tiles(
     block_cols: int,
     heap_s: np.ndarray,
     heap_i: np.ndarray,
+    first_block: int,
+    end_block: int,
 ) -> None:
     """Score tiles ``queries[block] @ items[cols].T`` by BLAS, one thread per query block, and fold each
-    tile into the per-query heaps while it is in cache.
+    tile into the per-query heaps while it is in cache; query blocks ``first_block .. end_block - 1``.
 
     Excluded items are overwritten with -inf in the tile, which the strict ``>`` test never admits; a
     cursor per query walks its (sorted) excluded items across the item tiles.
     """
     n = queries.shape[0]
     m = items.shape[0]
-    n_blocks = (n + block_rows - 1) // block_rows
-    for b in numba.prange(n_blocks):
+    for b in numba.prange(first_block, end_block):
         r0 = b * block_rows
         nb = min(block_rows, n - r0)
         block = queries[r0 : r0 + nb]
@@ -196,6 +198,7 @@ def topk_dot(
     block_cols: int | None = None,
     threads: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` items per query by inner product ``score[q, i] = queries[q] @ items[i]``.
 
@@ -210,6 +213,8 @@ def topk_dot(
     block_rows, block_cols : tile shape per thread (see :func:`tile_shape`); the results do not depend on it.
     threads : numba threads; each computes its own tiles with a single-threaded BLAS GEMM.
     memory_budget_bytes : the tiles of all threads stay within half of it.
+    progress : called as ``progress(queries_done, n)`` while the tiles are folded
+        (:func:`recsys_assets.core.slices.run_sliced`); the result is the same without it.
 
     Returns
     -------
@@ -234,7 +239,14 @@ def topk_dot(
     heap_i = np.full((n, k), -1, dtype=np.int32)
     with numba_threads(threads):
         if n and m:
-            _topk_tiles(queries, items, ex_indptr, ex_indices, bool(exclude_self), rows, cols, heap_s, heap_i)
+
+            def fold(first_block: int, end_block: int) -> None:
+                _topk_tiles(
+                    queries, items, ex_indptr, ex_indices, bool(exclude_self), rows, cols, heap_s, heap_i,
+                    first_block, end_block,
+                )  # fmt: skip
+
+            run_sliced(fold, -(-n // rows), threads, progress, lambda b: min(b * rows, n), n)
         _sort_heaps(heap_s, heap_i)
     return heap_i, heap_s
 
@@ -262,6 +274,7 @@ def topk_scores(
     block_rows: int | None = None,
     threads: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` items per query of a model given as ``score_fn(query_ids) -> (len(query_ids),
     n_items)`` scores (for models that do not rank by an inner product, e.g. a neural network).
@@ -270,7 +283,8 @@ def topk_scores(
     ``threads`` BLAS threads; its rows are copied to float32 and must be finite. Without ``block_rows``, a
     block holds as many queries (at most ``TILE_ROWS``) as fit twice (the function's result and the
     float32 copy) in ``memory_budget_bytes``. ``exclude``, the result and its ties and padding are as in
-    :func:`topk_dot` (same heap: the two agree when ``score_fn`` is an inner product).
+    :func:`topk_dot` (same heap: the two agree when ``score_fn`` is an inner product). ``progress``: as
+    in :func:`topk_dot`, after each block.
     """
     if int(k) != k or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -283,6 +297,7 @@ def topk_scores(
     ex_indptr, ex_indices = _exclusions(exclude, n_queries, n_items)
     heap_s = np.full((n_queries, int(k)), -np.inf, dtype=np.float32)
     heap_i = np.full((n_queries, int(k)), -1, dtype=np.int32)
+    report = report_in_steps(progress, n_queries)
     for r0 in range(0, n_queries, block_rows):
         ids = np.arange(r0, min(r0 + block_rows, n_queries))
         with blas_threads(threads):
@@ -295,6 +310,7 @@ def topk_scores(
             raise ValueError("score_fn returned NaN or infinite scores")
         with numba_threads(threads):
             _fold_score_block(scores, r0, ex_indptr, ex_indices, heap_s, heap_i)
+        report(r0 + ids.size)
     with numba_threads(threads):
         _sort_heaps(heap_s, heap_i)
     return heap_i, heap_s
@@ -317,6 +333,7 @@ def cosine_topk(
     block_cols: int | None = None,
     threads: int | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+    progress: ProgressFn | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` neighbours by cosine similarity ``v_q . v_i / (||v_q|| ||v_i||)`` among rows of ``vectors``.
 
@@ -326,7 +343,8 @@ def cosine_topk(
     k : neighbours per query.
     exclude_self : a query is never its own neighbour.
     query_ids : optional int array (n,) of the rows to query (default: all ``m`` rows, ``n = m``).
-    block_rows, block_cols, threads, memory_budget_bytes : as in :func:`topk_dot`.
+    block_rows, block_cols, threads, memory_budget_bytes, progress : as in :func:`topk_dot` (progress
+        counts the queries with a non-zero vector, the only ones searched).
 
     Returns
     -------
@@ -374,6 +392,7 @@ def cosine_topk(
             block_cols=block_cols,
             threads=threads,
             memory_budget_bytes=memory_budget_bytes,
+            progress=progress,
         )
         found = sub_idx >= 0
         indices[live] = np.where(found, nonzero[np.maximum(sub_idx, 0)], -1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from recsys_assets.core.models import get_model
 from recsys_assets.core.synthetic import generate_plays
 from recsys_assets.core.topk import cosine_topk
 from recsys_assets.pipeline.indexes import IndexRef, answer_method, open_index
+from recsys_assets.progress import Progress
 from recsys_assets.settings import AliasSettings, RelatedSettings, SyntheticSettings
 
 
@@ -27,15 +29,20 @@ def related_lists(
     related: RelatedSettings,
     seed: int,
     threads: int,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, float, str]:
     """Top-``n`` related artists (cosine) for every artist, the method used (:func:`answer_method`),
     and recall@10 of the answers against exact cosine top-10 on ``recall_sample`` seeded random artists
-    with a non-zero vector (1.0 by construction for the exact method)."""
+    with a non-zero vector (1.0 by construction for the exact method). The search is followed live
+    (artists done / total, :class:`~recsys_assets.progress.Progress`; lines into ``log``)."""
     n, method = related.n, answer_method(ref, related)
+    label = f"related artists {ref.model} ({method})"
     if method == "exact":
-        ids, scores = cosine_topk(factors.item_factors, n, threads=threads)
+        with Progress(label, unit="artists", log=log) as progress:
+            ids, scores = cosine_topk(factors.item_factors, n, threads=threads, progress=progress)
         return top_n_frame(ref.model, ids, scores, "artist_id", "related_id"), 1.0, method
-    ids, scores = related_items(open_index(ref, home, n), n, threads=threads)
+    with Progress(label, unit="artists", log=log) as progress:
+        ids, scores = related_items(open_index(ref, home, n), n, threads=threads, progress=progress)
     nonzero = np.flatnonzero(np.linalg.norm(factors.item_factors, axis=1) > 0)
     rng = np.random.default_rng(seed)
     queries = np.sort(rng.choice(nonzero, size=min(related.recall_sample, nonzero.size), replace=False))
@@ -82,14 +89,16 @@ def recommendation_frame(
     models: tuple[str, ...],
     threads: int,
     memory_budget: int,
+    log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Top-``n`` artists per user by the model's ranking (:meth:`Model.top_n`: its ``score`` hook when it
     has one, else the inner product in one fused pass per score tile), artists in ``plays`` (users x
     artists) removed, as a long table whose ``model`` column is categorical over ``models``; blocks sized
-    from ``memory_budget`` bytes."""
-    ids, scores = get_model(factors.model).top_n(
-        factors, n, exclude=plays, threads=threads, memory_budget_bytes=memory_budget
-    )
+    from ``memory_budget`` bytes. Followed live: users done / total (lines into ``log``)."""
+    with Progress(f"recommendations {factors.model}", unit="users", log=log) as progress:
+        ids, scores = get_model(factors.model).top_n(
+            factors, n, exclude=plays, threads=threads, memory_budget_bytes=memory_budget, progress=progress
+        )
     return top_n_frame(factors.model, ids, scores, "user_id", "artist_id", models=models)
 
 
@@ -151,22 +160,26 @@ def alias_table(
     threads: int,
     index: AnnIndex | None = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    log: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Alias candidates of one factor set, as configured in ``[aliases]``, with a ``model`` column;
     neighbours from ``index`` when given, else exact cosine top-k; working memory blocked to about
-    ``memory_budget`` bytes."""
-    frame = alias_candidates(
-        factors.item_factors,
-        plays,
-        k=aliases.k,
-        min_factor_similarity=aliases.min_factor_similarity,
-        max_listener_overlap=aliases.max_listener_overlap,
-        min_listeners=aliases.min_listeners,
-        index=index,
-        threads=threads,
-        memory_budget_bytes=memory_budget,
-        min_score=aliases.min_score,
-    )
+    ``memory_budget`` bytes. Followed live stage by stage (neighbours, listener overlaps, factor
+    similarities, scores; lines into ``log``)."""
+    with Progress(f"artist aliases {factors.model}", log=log) as progress:
+        frame = alias_candidates(
+            factors.item_factors,
+            plays,
+            k=aliases.k,
+            min_factor_similarity=aliases.min_factor_similarity,
+            max_listener_overlap=aliases.max_listener_overlap,
+            min_listeners=aliases.min_listeners,
+            index=index,
+            threads=threads,
+            memory_budget_bytes=memory_budget,
+            min_score=aliases.min_score,
+            progress=progress,
+        )
     return frame.assign(model=factors.model)
 
 

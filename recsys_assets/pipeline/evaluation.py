@@ -3,6 +3,7 @@ related-artist lists, and the writer of the ``evaluation`` table."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from recsys_assets.core import metrics, report
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model
 from recsys_assets.core.split import Split, per_user_holdout, random_split
+from recsys_assets.progress import Progress
 from recsys_assets.storage import record_version
 
 REPORT_METRICS = ("precision", "recall", "map", "ndcg", "auc", "mpr", "mpr_unweighted", "coverage")
@@ -30,6 +32,30 @@ def make_split(
     if split == "random":
         return random_split(play_matrix, test_fraction=test_fraction, seed=seed)
     return per_user_holdout(play_matrix, test_fraction=test_fraction, min_items=min_items, seed=seed)
+
+
+def evaluate_model(
+    model: Model,
+    factors: FactorSet,
+    split: Split,
+    k: int,
+    threads: int,
+    memory_budget: int,
+    log: Callable[[str], None] | None = None,
+) -> metrics.RankingReport:
+    """``model``'s ranking report of ``factors`` on ``split`` (:meth:`Model.evaluate`), followed live:
+    users evaluated / total with rate and time left, on a terminal as a bar and into ``log`` as lines
+    (:class:`~recsys_assets.progress.Progress`)."""
+    with Progress(f"evaluate {factors.model}", unit="users", log=log) as progress:
+        return model.evaluate(
+            factors,
+            split.train,
+            split.test,
+            k=k,
+            threads=threads,
+            memory_budget_bytes=memory_budget,
+            progress=progress,
+        )
 
 
 def metric_rows(

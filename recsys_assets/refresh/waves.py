@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 
 from recsys_assets.dagster_internals import error_summary, execute_in_code_location, workspace_origin
+from recsys_assets.progress import claim_terminal
 from recsys_assets.refresh.guard import (
     exclusive,
     fail_dead_runs,
@@ -200,6 +201,7 @@ def refresh(
     failed assets when a wave fails.
     """
     forced = validate_forced(defs, force)
+    claim_terminal()  # progress bars reach the terminal while Dagster captures each run's output
     with exclusive(lock_path):
         fail_dead_runs(instance, exclude_run_ids)
         refuse_if_running(instance, exclude_run_ids)

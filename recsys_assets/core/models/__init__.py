@@ -30,6 +30,7 @@ import scipy.sparse as sp
 
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.metrics import RankingReport, evaluate_factors, evaluate_scores
+from recsys_assets.core.slices import ProgressFn
 from recsys_assets.core.topk import DEFAULT_MEMORY_BUDGET, topk_dot, topk_scores
 
 
@@ -82,10 +83,12 @@ class Model:
         k: int = 10,
         threads: int | None = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+        progress: ProgressFn | None = None,
     ) -> RankingReport:
         """The ranking metrics of ``factors`` (this model's fit) on a split: by :attr:`score` when the
         model has one (:func:`~recsys_assets.core.metrics.evaluate_scores`), else by the factors' dot
-        product (:func:`~recsys_assets.core.metrics.evaluate_factors`)."""
+        product (:func:`~recsys_assets.core.metrics.evaluate_factors`); ``progress`` follows the users
+        evaluated, ``progress(done, total)``."""
         if self.score is not None:
             return evaluate_scores(
                 functools.partial(self.score, factors),
@@ -94,6 +97,7 @@ class Model:
                 k=k,
                 threads=threads,
                 memory_budget_bytes=memory_budget_bytes,
+                progress=progress,
             )
         return evaluate_factors(
             factors.user_factors,
@@ -103,6 +107,7 @@ class Model:
             k=k,
             threads=threads,
             memory_budget_bytes=memory_budget_bytes,
+            progress=progress,
         )
 
     def top_n(
@@ -113,11 +118,13 @@ class Model:
         *,
         threads: int | None = None,
         memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET,
+        progress: ProgressFn | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Every user's top-``n`` items ``(ids, scores)``, each ``(n_users, n)``, best first, items stored
         in ``exclude`` (users x items) removed: by :attr:`score` when the model has one
         (:func:`~recsys_assets.core.topk.topk_scores`), else by the factors' dot product
-        (:func:`~recsys_assets.core.topk.topk_dot`); padding and ties as in ``topk_dot``."""
+        (:func:`~recsys_assets.core.topk.topk_dot`); padding and ties as in ``topk_dot``; ``progress``
+        follows the users done, ``progress(done, total)``."""
         if self.score is not None:
             return topk_scores(
                 functools.partial(self.score, factors),
@@ -127,6 +134,7 @@ class Model:
                 exclude=exclude,
                 threads=threads,
                 memory_budget_bytes=memory_budget_bytes,
+                progress=progress,
             )
         return topk_dot(
             factors.user_factors,
@@ -135,6 +143,7 @@ class Model:
             exclude=exclude,
             threads=threads,
             memory_budget_bytes=memory_budget_bytes,
+            progress=progress,
         )
 
 
