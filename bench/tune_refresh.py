@@ -1,12 +1,13 @@
 """Tuned HetRec figures as a user gets them: ``recsys refresh`` with ``[tuning]`` on (issue 12's targets).
 
-Usage: NUMBA_NUM_THREADS=2 .venv/bin/python bench/tune_refresh.py [--mode auto] [--opposite] [--keep DIR]
+Usage: NUMBA_NUM_THREADS=2 .venv/bin/python bench/tune_refresh.py [--mode auto] [--orientation O] [--keep DIR]
 
 Writes a settings file into a fresh ``$RECSYS_HOME``: ``[data] source = "hetrec"`` (the data folder beside
 the checkout, ``../shared/data/hetrec2011-lastfm-2k``), ``[evaluation] split = "random"`` (implicit's 80/20
-split, seed 0), ``[tuning] mode`` and ``[runtime] threads = 2`` and no model setting. ``--opposite`` also
-writes ``[weighting] orientation = "user_artist"``, the opposite of the default orientation: written
-explicitly, it is held fixed, so the tuner must recover with everything else. Runs ``recsys refresh`` as a
+split, seed 0), ``[tuning] mode`` and ``[runtime] threads = 2`` and no model setting. ``--orientation``
+also writes ``[weighting] orientation``: written explicitly, it is held fixed, so the tuner must do its
+best with everything else (``user_artist`` is the opposite of the default, ``artist_user`` the default
+made unchangeable). Runs ``recsys refresh`` as a
 new process and reads from the published catalog the held-out p@10 of every model and of the popularity
 baseline (``evaluation``), and each model's chosen candidate (``tuning``); the seconds of every tuning
 asset come from the Dagster event log (step start to success). Checks the targets: tuned ALS p@10 >= 0.225,
@@ -55,7 +56,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=HETREC)
     parser.add_argument("--mode", default="auto", choices=["auto", "grid", "halving"])
-    parser.add_argument("--opposite", action="store_true", help='force [weighting] orientation = "user_artist"')
+    parser.add_argument(
+        "--orientation", choices=["artist_user", "user_artist"],
+        help="write [weighting] orientation (held fixed by the tuner: a forced starting point)",
+    )
     parser.add_argument(
         "--synthetic", action="store_true",
         help="the synthetic default data (every [data] and [evaluation] setting at its default) instead",
@@ -74,8 +78,8 @@ def main() -> None:
     if not args.synthetic:
         text += f'\n[data]\nsource = "hetrec"\npath = "{args.data.resolve()}"\n\n[evaluation]\nsplit = "random"\n'
 
-    if args.opposite:
-        text += '\n[weighting]\norientation = "user_artist"\n'
+    if args.orientation:
+        text += f'\n[weighting]\norientation = "{args.orientation}"\n'
     config.write_text(text)
     env = dict(os.environ, RECSYS_HOME=str(home), RECSYS_CONFIG=str(config))
     env.pop("DAGSTER_HOME", None)
@@ -110,7 +114,7 @@ def main() -> None:
     out = {
         "data": "synthetic default" if args.synthetic else "hetrec",
         "mode": args.mode,
-        "opposite_orientation_forced": args.opposite,
+        "orientation_forced": args.orientation,
         "refresh_seconds": round(wall, 1),
         "load_before": [round(x, 2) for x in load],
         "popularity_p10": None if popularity is None else round(popularity, 4),

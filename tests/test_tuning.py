@@ -329,3 +329,13 @@ def test_a_time_budget_stops_the_search_and_keeps_the_best_so_far(method):
     roomy = tune(X, slow, KnobSettings(), budget_seconds=1e6, **kwargs)
     assert not roomy.stopped and len(roomy.rows) == len(unlimited.rows)
     assert roomy.chosen_settings == unlimited.chosen_settings
+
+
+def test_auto_halves_on_a_sample_and_grids_the_whole_data():
+    whole = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz, min_users=40)
+    assert whole.method == "grid" and whole.search_users == X.shape[0] and len(whole.rows) == 10
+    # more plays than sample_plays: half the users (150), and halving even though 10 <= max_grid
+    sampled = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz // 2, min_users=40)
+    assert sampled.method == "halving" and sampled.search_users == X.shape[0] // 2
+    assert max(r["users"] for r in sampled.rows) <= X.shape[0] // 2
+    assert (sampled.chosen_settings.knob, sampled.chosen_settings.noise) == (3, 0.0)

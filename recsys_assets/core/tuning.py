@@ -17,7 +17,10 @@ Search. ``method="grid"`` fits every candidate; ``"halving"`` is successive halv
 Talwalkar 2016) with the number of validation users as the resource: every candidate on a user sample,
 the best ``1 / eta`` on ``eta`` times as many users, until one rung uses them all; ``"random"`` fits
 ``budget`` candidates drawn without replacement; ``"auto"`` is the grid up to ``max_grid`` candidates and
-halving beyond. Large data: ``user_sample`` fits and validates on a random sample of users (by default,
+halving beyond, and halving whenever the search runs on a user sample (large data: every fit there costs
+seconds, so the whole grid of even a few dozen candidates would not fit the pipeline's time).
+
+Large data: ``user_sample`` fits and validates on a random sample of users (by default,
 :func:`automatic_sample`, the share of users holding about ``sample_plays`` training plays once the data
 has more), the artists with no play in the sample dropped, and ``search_iterations`` caps an iterative
 model's ``iterations`` / ``epochs`` during the search only; the chosen settings keep the user's value, and
@@ -88,7 +91,8 @@ class TuningSettings(Section):
     mode: Literal["off", "auto", "grid", "halving", "random"] = "off"
     objective: Literal["precision", "recall", "ndcg", "map", "auc", "mpr"] = "precision"
     k: PositiveInt = 10
-    # "auto" runs the whole grid up to this many candidates, successive halving beyond.
+    # "auto" runs the whole grid up to this many candidates, successive halving beyond (and always when
+    # the search runs on a user sample).
     max_grid: PositiveInt = 48
     # Candidates fitted by "random".
     budget: PositiveInt = 24
@@ -471,15 +475,16 @@ def tune(
     pool = candidates(grid, weightings, fixed)
     if not pool:
         raise TuningError("nothing to search: every candidate list is empty")
+    user_sample = automatic_sample(train, user_sample, sample_plays)
     if method == "auto":
-        method = "grid" if len(pool) <= max_grid else "halving"
+        sampled = user_sample is not None and user_sample < train.shape[0]
+        method = "grid" if len(pool) <= max_grid and not sampled else "halving"
     if method == "random":
         if budget is None or budget < 1:
             raise TuningError(f"random search needs a budget >= 1, got {budget}")
         picks = np.random.default_rng(seed).choice(len(pool), size=min(budget, len(pool)), replace=False)
         pool = [pool[i] for i in sorted(picks)]
     start = time.perf_counter()
-    user_sample = automatic_sample(train, user_sample, sample_plays)
     split = _sample_users(
         validation_split(train, validation_fraction, seed=seed), user_sample, seed, compact=True
     )
