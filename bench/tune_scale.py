@@ -2,7 +2,8 @@
 
 Usage:
     NUMBA_NUM_THREADS=2 .venv/bin/python bench/tune_scale.py [--models als lsa] [--set key=value ...]
-    NUMBA_NUM_THREADS=2 .venv/bin/python bench/tune_scale.py --agreement --users 20000 --artists 16000
+    NUMBA_NUM_THREADS=2 .venv/bin/python bench/tune_scale.py --agreement --users 18000 --artists 15000 \\
+        --factors 32 --sample-fractions 0.0714 0.3333 --noise-floor
 
 Default: the synthetic matrix of ``bench/make_lastfm_tsv.py`` (360K users x 300K artists, 49 artists
 per user, seed 0; cached as an .npz), the pipeline's default evaluation split (``[evaluation]`` defaults),
@@ -12,9 +13,11 @@ default section, the default ``[weighting]``, nothing fixed and ``[tuning]`` at 
 point and whether the budget stopped the search.
 
 ``--agreement``: on a size where the full search is affordable, the whole ALS grid scored on every
-validation user with the model's own iterations vs the same grid on the sample the budget-aware defaults
-would use at full scale (fraction of users and iteration cap), and the Spearman / Kendall agreement of the
-two rankings. Last line JSON.
+validation user with the model's own iterations vs the same grid on user samples of that validation split
+(``--sample-fractions``, default 1/14: the share the automatic sample takes at full scale), with the
+Spearman / Kendall agreement of each sample's ranking with the full one and where the sample's pick
+ranks on the full data; ``--noise-floor`` also scores the full grid on another validation split (how
+reproducible the full ranking itself is). Last line JSON.
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="[tuning] key=value overrides")
     parser.add_argument("--agreement", action="store_true")
-    parser.add_argument("--sample-fraction", type=float, default=None,
-                        help="--agreement: fraction of validation users of the sampled search")
+    parser.add_argument("--sample-fractions", type=float, nargs="+", default=[1 / 14],
+                        help="--agreement: fractions of the validation users of the sampled searches "
+                        "(default: the share the automatic sample takes at Last.fm-360K scale, 1M of 14M plays)")
+    parser.add_argument("--noise-floor", action="store_true",
+                        help="--agreement: also the full grid on another validation split")
     parser.add_argument("--sample-iterations", type=int, default=None)
     parser.add_argument("--factors", type=int, nargs="+", default=None,
                         help="--agreement: the ALS factors of the grid (default: the default grid's)")
@@ -110,34 +116,39 @@ def main() -> None:
 
 
 def agreement(split, tuning: TuningSettings, args, log) -> dict:
-    """Full grid on every validation user (model's own iterations) vs the sampled, capped grid."""
+    """The ALS grid on every validation user (the model's own iterations) vs the same grid on user
+    samples of that validation split (``--sample-fractions``), and vs the full grid on another validation
+    split (seed + 1: how reproducible the full ranking itself is, the ceiling for any sample)."""
     model = get_model("als")
     n_users = split.train.shape[0]
-    # Default: the share of users the automatic sample takes at Last.fm-360K scale (1M of 14M train plays).
-    fraction = args.sample_fraction if args.sample_fraction is not None else 1 / 14
-    iterations = args.sample_iterations
     grid = default_grid("als", type(model.settings()))
     if args.factors:
         grid["factors"] = tuple(args.factors)
-    scores = {}
-    out: dict = {"grid": {k: list(v) for k, v in grid.items()}, "users": n_users, "sample_fraction": fraction, "sample_iterations": iterations}
-    for label, kwargs in (
-        ("full", {"user_sample": None, "sample_plays": None, "search_iterations": None, "budget_seconds": None}),
-        ("sample", {"user_sample": max(1, int(round(n_users * fraction))), "search_iterations": iterations,
-                    "sample_plays": None, "budget_seconds": None}),
-    ):
+    out: dict = {"grid": {k: list(v) for k, v in grid.items()}, "users": n_users}
+    plain = {"sample_plays": None, "budget_seconds": None, "search_iterations": args.sample_iterations}
+
+    def search(label: str, **kwargs) -> dict[str, float]:
         t0 = time.perf_counter()
-        arguments = {**tuning.search_arguments(), "method": "grid", **kwargs}
+        arguments = {**tuning.search_arguments(), "method": "grid", **plain, **kwargs}
         result = tune_split(split, model, model.settings(), threads=args.threads, grid=grid, **arguments)
-        out[f"{label}_seconds"] = round(time.perf_counter() - t0, 1)
-        scores[label] = {row["candidate"].key(): row["objective"] for row in result.rows}
-        out[f"{label}_best"] = result.chosen_row["candidate"].key()
-        log(json.dumps({label: out[f"{label}_seconds"], "best": out[f"{label}_best"]}))
-    out |= {k: round(v, 4) for k, v in ranking_agreement(scores["sample"], scores["full"]).items()}
-    out["full_score_of_sample_best"] = round(scores["full"][out["sample_best"]], 4)
-    out["full_best_score"] = round(max(scores["full"].values()), 4)
-    ordered = sorted(scores["full"], key=scores["full"].get, reverse=True)
-    out["rank_in_full_of_sample_best"] = ordered.index(out["sample_best"]) + 1
+        scores = {row["candidate"].key(): row["objective"] for row in result.rows}
+        out[label] = {"seconds": round(time.perf_counter() - t0, 1), "best": result.chosen_row["candidate"].key(),
+                      "users": result.search_users, "artists": result.search_items}
+        log(json.dumps({label: out[label]}))
+        return scores
+
+    full = search("full", user_sample=None, search_iterations=None)
+    ordered = sorted(full, key=full.get, reverse=True)
+    out["full_best_score"] = round(full[ordered[0]], 4)
+    others = [(f"sample_{f:.4g}", {"user_sample": max(1, int(round(n_users * f)))}) for f in args.sample_fractions]
+    if args.noise_floor:
+        others.append(("full_seed+1", {"user_sample": None, "search_iterations": None, "seed": tuning.seed + 1}))
+    for label, kwargs in others:
+        scores = search(label, **kwargs)
+        best = out[label]["best"]
+        out[label] |= {k: round(v, 4) for k, v in ranking_agreement(scores, full).items()}
+        out[label] |= {"full_score_of_its_best": round(full[best], 4), "rank_in_full_of_its_best": ordered.index(best) + 1}
+        log(json.dumps({label: out[label]}))
     return out
 
 
