@@ -57,11 +57,13 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HETREC)
     parser.add_argument("--mode", default="auto", choices=["auto", "grid", "halving"])
     parser.add_argument(
-        "--orientation", choices=["artist_user", "user_artist"],
+        "--orientation",
+        choices=["artist_user", "user_artist"],
         help="write [weighting] orientation (held fixed by the tuner: a forced starting point)",
     )
     parser.add_argument(
-        "--synthetic", action="store_true",
+        "--synthetic",
+        action="store_true",
         help="the synthetic default data (every [data] and [evaluation] setting at its default) instead",
     )
     parser.add_argument("--keep", type=Path, help="use this folder as the work folder (else a temporary one)")
@@ -76,7 +78,9 @@ def main() -> None:
     config = work / "recsys.toml"
     text = f'[tuning]\nmode = "{args.mode}"\n\n[runtime]\nthreads = 2\n'
     if not args.synthetic:
-        text += f'\n[data]\nsource = "hetrec"\npath = "{args.data.resolve()}"\n\n[evaluation]\nsplit = "random"\n'
+        text += (
+            f'\n[data]\nsource = "hetrec"\npath = "{args.data.resolve()}"\n\n[evaluation]\nsplit = "random"\n'
+        )
 
     if args.orientation:
         text += f'\n[weighting]\norientation = "{args.orientation}"\n'
@@ -123,7 +127,9 @@ def main() -> None:
         "fits": fits,
         "chosen": chosen,
     }
-    out["checks"] = {"none_below_popularity": popularity is not None and all(p10[m] >= popularity for m in models)}
+    out["checks"] = {
+        "none_below_popularity": popularity is not None and all(p10[m] >= popularity for m in models)
+    }
     if not args.synthetic:  # the p@10 and seconds targets are HetRec's
         out["checks"] |= {f"{m}_p10>={t}": p10.get(m, 0.0) >= t for m, t in TARGETS.items()}
         out["checks"][f"als_tuning<={ALS_TUNING_SECONDS:g}s"] = (

@@ -28,7 +28,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.models import get_model
@@ -67,14 +66,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="[tuning] key=value overrides")
     parser.add_argument("--agreement", action="store_true")
-    parser.add_argument("--sample-fractions", type=float, nargs="+", default=[1 / 14],
-                        help="--agreement: fractions of the validation users of the sampled searches "
-                        "(default: the share the automatic sample takes at Last.fm-360K scale, 1M of 14M plays)")
-    parser.add_argument("--noise-floor", action="store_true",
-                        help="--agreement: also the full grid on another validation split")
+    parser.add_argument(
+        "--sample-fractions",
+        type=float,
+        nargs="+",
+        default=[1 / 14],
+        help="--agreement: fractions of the validation users of the sampled searches "
+        "(default: the share the automatic sample takes at Last.fm-360K scale, 1M of 14M plays)",
+    )
+    parser.add_argument(
+        "--noise-floor",
+        action="store_true",
+        help="--agreement: also the full grid on another validation split",
+    )
     parser.add_argument("--sample-iterations", type=int, default=None)
-    parser.add_argument("--factors", type=int, nargs="+", default=None,
-                        help="--agreement: the ALS factors of the grid (default: the default grid's)")
+    parser.add_argument(
+        "--factors",
+        type=int,
+        nargs="+",
+        default=None,
+        help="--agreement: the ALS factors of the grid (default: the default grid's)",
+    )
     args = parser.parse_args()
 
     def log(line: str) -> None:
@@ -84,7 +96,11 @@ def main() -> None:
     plays = plays_matrix(args.users, args.artists, args.artists_per_user, args.cache)
     ev = EvaluationSettings()
     split = make_split(plays, **ev.split_params())
-    out: dict = {"shape": list(plays.shape), "nnz": int(plays.nnz), "data_seconds": round(time.perf_counter() - start, 1)}
+    out: dict = {
+        "shape": list(plays.shape),
+        "nnz": int(plays.nnz),
+        "data_seconds": round(time.perf_counter() - start, 1),
+    }
     log(json.dumps(out))
     overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     tuning = TuningSettings(**{"mode": "auto", **overrides})
@@ -97,7 +113,14 @@ def main() -> None:
             model = get_model(name)
             t0 = time.perf_counter()
             result, tuned = run_tuning(
-                model, split, model.settings(), WeightingSettings(), tuning, frozenset(), args.threads, log=log
+                model,
+                split,
+                model.settings(),
+                WeightingSettings(),
+                tuning,
+                frozenset(),
+                args.threads,
+                log=log,
             )
             seconds = time.perf_counter() - t0
             total += seconds
@@ -132,22 +155,33 @@ def agreement(split, tuning: TuningSettings, args, log) -> dict:
         arguments = {**tuning.search_arguments(), "method": "grid", **plain, **kwargs}
         result = tune_split(split, model, model.settings(), threads=args.threads, grid=grid, **arguments)
         scores = {row["candidate"].key(): row["objective"] for row in result.rows}
-        out[label] = {"seconds": round(time.perf_counter() - t0, 1), "best": result.chosen_row["candidate"].key(),
-                      "users": result.search_users, "artists": result.search_items}
+        out[label] = {
+            "seconds": round(time.perf_counter() - t0, 1),
+            "best": result.chosen_row["candidate"].key(),
+            "users": result.search_users,
+            "artists": result.search_items,
+        }
         log(json.dumps({label: out[label]}))
         return scores
 
     full = search("full", user_sample=None, search_iterations=None)
     ordered = sorted(full, key=full.get, reverse=True)
     out["full_best_score"] = round(full[ordered[0]], 4)
-    others = [(f"sample_{f:.4g}", {"user_sample": max(1, int(round(n_users * f)))}) for f in args.sample_fractions]
+    others = [
+        (f"sample_{f:.4g}", {"user_sample": max(1, int(round(n_users * f)))}) for f in args.sample_fractions
+    ]
     if args.noise_floor:
-        others.append(("full_seed+1", {"user_sample": None, "search_iterations": None, "seed": tuning.seed + 1}))
+        others.append(
+            ("full_seed+1", {"user_sample": None, "search_iterations": None, "seed": tuning.seed + 1})
+        )
     for label, kwargs in others:
         scores = search(label, **kwargs)
         best = out[label]["best"]
         out[label] |= {k: round(v, 4) for k, v in ranking_agreement(scores, full).items()}
-        out[label] |= {"full_score_of_its_best": round(full[best], 4), "rank_in_full_of_its_best": ordered.index(best) + 1}
+        out[label] |= {
+            "full_score_of_its_best": round(full[best], 4),
+            "rank_in_full_of_its_best": ordered.index(best) + 1,
+        }
         log(json.dumps({label: out[label]}))
     return out
 

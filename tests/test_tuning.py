@@ -289,8 +289,13 @@ def test_a_sampled_search_drops_the_artists_nobody_in_the_sample_played():
 
     spy = dataclasses.replace(base, name="lsa", fit=fit)
     result = tune(
-        sp.csr_matrix(dense), spy, base.settings(), grid={"factors": (2,)}, weightings=[WeightingChoice("raw")],
-        method="grid", user_sample=50,
+        sp.csr_matrix(dense),
+        spy,
+        base.settings(),
+        grid={"factors": (2,)},
+        weightings=[WeightingChoice("raw")],
+        method="grid",
+        user_sample=50,
     )
     n_items = seen[0][1]
     assert seen[0][0] == 50 and n_items < 600
@@ -335,7 +340,9 @@ def test_auto_halves_on_a_sample_and_grids_the_whole_data():
     whole = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz, min_users=40)
     assert whole.method == "grid" and whole.search_users == X.shape[0] and len(whole.rows) == 10
     # more plays than sample_plays: half the users (150), and halving even though 10 <= max_grid
-    sampled = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz // 2, min_users=40)
+    sampled = tune(
+        X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz // 2, min_users=40
+    )
     assert sampled.method == "halving" and sampled.search_users == X.shape[0] // 2
     assert max(r["users"] for r in sampled.rows) <= X.shape[0] // 2
     assert (sampled.chosen_settings.knob, sampled.chosen_settings.noise) == (3, 0.0)
