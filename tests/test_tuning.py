@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, get_model
@@ -58,14 +59,18 @@ class KnobSettings(Section):
 def _fit_knob(matrix, settings, *, threads, progress=None):
     """The planted truth blurred by ``|knob - 3|`` and ``noise``: knob 3 with noise 0 is the optimum.
 
-    Reads the matrix's user count so that user sampling works; factors depend only on the settings.
+    The groups are read from the data, so the factors fit any user sample and any subset of artist
+    columns (a sampled search drops the artists nobody in the sample played): users play only their own
+    group's artists, so the groups are the connected components of the co-listening graph.
     """
+    binary = (matrix > 0).astype(np.float64)
+    n_groups, labels = connected_components(binary.T @ binary, directed=False)
+    truth = np.eye(n_groups)[labels]
+    # Each user row's group: the group of its most played artist.
+    users = truth[np.asarray(matrix.argmax(axis=1)).ravel()]
     rng = np.random.default_rng(7)
     blur = abs(settings.knob - 3) + settings.noise
-    items = TRUTH_ITEMS + blur * rng.standard_normal(TRUTH_ITEMS.shape)
-    # Each user row's group, read from the data: the group of its most played artist.
-    top = np.asarray(matrix.argmax(axis=1)).ravel()
-    users = TRUTH_ITEMS[top]
+    items = truth + blur * rng.standard_normal(truth.shape)
     return FactorSet("knob", users.astype(np.float32), items.astype(np.float32))
 
 
