@@ -82,8 +82,12 @@ CREATE TABLE IF NOT EXISTS tuning (
     users INTEGER NOT NULL,
     rung INTEGER NOT NULL,
     chosen BOOLEAN NOT NULL,
-    choice VARCHAR
+    choice VARCHAR,
+    stopped BOOLEAN
 );
+-- stopped: [tuning] budget_seconds ended that model's search before every planned fit (the best so far
+-- was kept). Warehouses made before the column existed get it (NULL for their earlier rows).
+ALTER TABLE tuning ADD COLUMN IF NOT EXISTS stopped BOOLEAN;
 
 -- Internal: the data version of each asset's latest warehouse write (NULL while a write is in progress)
 -- and the artifact files written with it (JSON: name -> content hash). Written in the same transaction as

@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from recsys_assets.core.factorset import FactorSet
 from recsys_assets.core.models import Model, get_model
@@ -58,14 +59,18 @@ class KnobSettings(Section):
 def _fit_knob(matrix, settings, *, threads, progress=None):
     """The planted truth blurred by ``|knob - 3|`` and ``noise``: knob 3 with noise 0 is the optimum.
 
-    Reads the matrix's user count so that user sampling works; factors depend only on the settings.
+    The groups are read from the data, so the factors fit any user sample and any subset of artist
+    columns (a sampled search drops the artists nobody in the sample played): users play only their own
+    group's artists, so the groups are the connected components of the co-listening graph.
     """
+    binary = (matrix > 0).astype(np.float64)
+    n_groups, labels = connected_components(binary.T @ binary, directed=False)
+    truth = np.eye(n_groups)[labels]
+    # Each user row's group: the group of its most played artist.
+    users = truth[np.asarray(matrix.argmax(axis=1)).ravel()]
     rng = np.random.default_rng(7)
     blur = abs(settings.knob - 3) + settings.noise
-    items = TRUTH_ITEMS + blur * rng.standard_normal(TRUTH_ITEMS.shape)
-    # Each user row's group, read from the data: the group of its most played artist.
-    top = np.asarray(matrix.argmax(axis=1)).ravel()
-    users = TRUTH_ITEMS[top]
+    items = truth + blur * rng.standard_normal(truth.shape)
     return FactorSet("knob", users.astype(np.float32), items.astype(np.float32))
 
 
@@ -250,8 +255,99 @@ def test_tuning_settings_give_the_search_arguments():
         TuningSettings().search_arguments()
     arguments = TuningSettings(mode="halving", objective="mpr", user_sample=100, eta=2).search_arguments()
     assert arguments["method"] == "halving" and arguments["user_sample"] == 100
-    assert arguments["search_iterations"] is None
+    assert arguments["search_iterations"] is None and arguments["budget_seconds"] is None
+    assert arguments["sample_plays"] == 1_000_000
+    budgeted = TuningSettings(mode="grid", budget_seconds=30, sample_plays=0).search_arguments()
+    assert budgeted["budget_seconds"] == 30 and budgeted["sample_plays"] is None
     result = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, **(arguments | {"min_users": 40}))
     assert (result.chosen_settings.knob, result.chosen_settings.noise) == (3, 0.0)
     with pytest.raises(SettingsError, match=r"\[tuning\] eta"):
         TuningSettings(eta=1)
+
+
+def test_automatic_sample_scales_with_the_plays():
+    from recsys_assets.core.tuning import automatic_sample
+
+    matrix = sp.random(1000, 50, density=0.2, format="csr", random_state=np.random.default_rng(0))
+    assert matrix.nnz == 10_000
+    assert automatic_sample(matrix, None, None) is None
+    assert automatic_sample(matrix, None, 10_000) is None  # at most sample_plays: every user
+    assert automatic_sample(matrix, None, 2_500) == 250  # 1000 users * 2500 / 10000
+    assert automatic_sample(matrix, 40, 2_500) == 40  # an explicit sample wins
+    assert automatic_sample(matrix, None, 1) == 1
+
+
+def test_a_sampled_search_drops_the_artists_nobody_in_the_sample_played():
+    # 400 users, 600 artists: users 0-199 play only artists 0-99, the others only 100-599, so a sample
+    # drawn from the first group alone has 100 columns; the sample is checked through the fitted shape.
+    rng = np.random.default_rng(1)
+    dense = np.zeros((400, 600))
+    for u in range(400):
+        pool = np.arange(100) if u < 200 else np.arange(100, 600)
+        dense[u, rng.choice(pool, size=10, replace=False)] = rng.integers(1, 9, 10)
+    seen = []
+    base = get_model("lsa")
+
+    def fit(matrix, settings, *, threads, progress=None):
+        seen.append(matrix.shape)
+        return base.fit(matrix, settings, threads=threads)
+
+    spy = dataclasses.replace(base, name="lsa", fit=fit)
+    result = tune(
+        sp.csr_matrix(dense),
+        spy,
+        base.settings(),
+        grid={"factors": (2,)},
+        weightings=[WeightingChoice("raw")],
+        method="grid",
+        user_sample=50,
+    )
+    n_items = seen[0][1]
+    assert seen[0][0] == 50 and n_items < 600
+    assert (result.search_users, result.search_items) == (50, n_items)
+    # every kept column has a play in the sample: the sample's users' artists, and only those
+    sample_rows = result.search_users
+    assert n_items <= sample_rows * 10
+
+
+def _slow_knob(seconds: float):
+    import time as _time
+
+    def fit(matrix, settings, *, threads, progress=None):
+        _time.sleep(seconds)
+        return _fit_knob(matrix, settings, threads=threads)
+
+    return dataclasses.replace(KNOB, fit=fit)
+
+
+@pytest.mark.parametrize("method", ["grid", "halving"])
+def test_a_time_budget_stops_the_search_and_keeps_the_best_so_far(method):
+    slow = _slow_knob(0.05)
+    kwargs = {"grid": KNOB_GRID, "method": method, "eta": 2, "min_users": 40}
+    unlimited = tune(X, slow, KnobSettings(), **kwargs)
+    assert not unlimited.stopped
+    limited = tune(X, slow, KnobSettings(), budget_seconds=0.2, **kwargs)
+    assert limited.stopped
+    assert 1 <= len(limited.rows) < len(unlimited.rows)
+    # the chosen row is the best of the furthest rung reached, among the rows fitted
+    last = max(r["rung"] for r in limited.rows)
+    final = [r for r in limited.rows if r["rung"] == last]
+    assert limited.chosen_row["objective"] == max(r["objective"] for r in final)
+    assert all(row["stopped"] for row in limited.table())
+    assert not any(row["stopped"] for row in unlimited.table())
+    # a budget the search fits in changes nothing
+    roomy = tune(X, slow, KnobSettings(), budget_seconds=1e6, **kwargs)
+    assert not roomy.stopped and len(roomy.rows) == len(unlimited.rows)
+    assert roomy.chosen_settings == unlimited.chosen_settings
+
+
+def test_auto_halves_on_a_sample_and_grids_the_whole_data():
+    whole = tune(X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz, min_users=40)
+    assert whole.method == "grid" and whole.search_users == X.shape[0] and len(whole.rows) == 10
+    # more plays than sample_plays: half the users (150), and halving even though 10 <= max_grid
+    sampled = tune(
+        X, KNOB, KnobSettings(), grid=KNOB_GRID, method="auto", sample_plays=X.nnz // 2, min_users=40
+    )
+    assert sampled.method == "halving" and sampled.search_users == X.shape[0] // 2
+    assert max(r["users"] for r in sampled.rows) <= X.shape[0] // 2
+    assert (sampled.chosen_settings.knob, sampled.chosen_settings.noise) == (3, 0.0)

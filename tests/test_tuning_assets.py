@@ -93,6 +93,8 @@ def test_tuning_table_and_explicit_settings_kept(tuned_home):
     with Catalog(home).connect() as conn:
         rows = conn.execute("SELECT weighting, settings, chosen, choice, value FROM tuning").fetchall()
         dims = conn.execute("SELECT DISTINCT len(factors) FROM artist_factors").fetchall()
+        stopped = conn.execute("SELECT DISTINCT stopped FROM tuning").fetchall()
+    assert stopped == [(False,)]  # no [tuning] budget_seconds: every planned fit ran
     assert len(rows) == 3 * 2
     assert sum(r[2] for r in rows) == 1
     assert all(set(json.loads(r[1])) == {"alpha"} for r in rows)  # nothing the file wrote was swept

@@ -69,6 +69,8 @@ def tuning_asset(
             "fixed": ", ".join(sorted(fixed)) or "(none)",
             "candidates_fitted": len(result.rows),
             "seconds": round(result.seconds, 2),
+            "search_size": f"{result.search_users} users x {result.search_items} artists",
+            "stopped_by_budget": result.stopped,
             "candidates": markdown_table(
                 [
                     {"weighting": r["weighting"], **r["settings"], result.objective: r["objective"]}

@@ -17,9 +17,15 @@ Search. ``method="grid"`` fits every candidate; ``"halving"`` is successive halv
 Talwalkar 2016) with the number of validation users as the resource: every candidate on a user sample,
 the best ``1 / eta`` on ``eta`` times as many users, until one rung uses them all; ``"random"`` fits
 ``budget`` candidates drawn without replacement; ``"auto"`` is the grid up to ``max_grid`` candidates and
-halving beyond. Large data: ``user_sample`` fits and validates on a random sample of users and
-``search_iterations`` caps an iterative model's ``iterations`` / ``epochs`` during the search only; the
-chosen settings keep the user's value, and the caller fits the winner on everything.
+halving beyond, and halving whenever the search runs on a user sample (large data: every fit there costs
+seconds, so the whole grid of even a few dozen candidates would not fit the pipeline's time).
+
+Large data: ``user_sample`` fits and validates on a random sample of users (by default,
+:func:`automatic_sample`, the share of users holding about ``sample_plays`` training plays once the data
+has more), the artists with no play in the sample dropped, and ``search_iterations`` caps an iterative
+model's ``iterations`` / ``epochs`` during the search only; the chosen settings keep the user's value, and
+the caller fits the winner on everything. ``budget_seconds`` starts no new fit once the search has run
+that long and keeps the best of the furthest halving rung reached (``TuningResult.stopped``).
 :func:`ranking_agreement` measures how well a sample's ranking of candidates agrees with the full data's.
 
 Objective: ``precision`` (p@k, default), ``recall``, ``ndcg``, ``map``, ``auc`` (higher is better) or
@@ -40,7 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys_assets.core.models import Model
-from recsys_assets.core.sections import NonNegativeInt, PositiveInt, Range, Section, Seed
+from recsys_assets.core.sections import NonNegativeFloat, NonNegativeInt, PositiveInt, Range, Section, Seed
 from recsys_assets.core.split import Split, per_user_holdout
 from recsys_assets.core.weighting import weight_user_items
 
@@ -85,7 +91,8 @@ class TuningSettings(Section):
     mode: Literal["off", "auto", "grid", "halving", "random"] = "off"
     objective: Literal["precision", "recall", "ndcg", "map", "auc", "mpr"] = "precision"
     k: PositiveInt = 10
-    # "auto" runs the whole grid up to this many candidates, successive halving beyond.
+    # "auto" runs the whole grid up to this many candidates, successive halving beyond (and always when
+    # the search runs on a user sample).
     max_grid: PositiveInt = 48
     # Candidates fitted by "random".
     budget: PositiveInt = 24
@@ -93,10 +100,14 @@ class TuningSettings(Section):
     # Smallest user sample of the first halving rung.
     min_users: PositiveInt = 200
     validation_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.2
-    # Large data: search on this many users (0 = all) and cap iterations / epochs at this (0 = no cap);
-    # the chosen settings keep the model's own iterations and are fitted on everything.
+    # Large data: search on this many users (0 = automatic: all users while the training part has at most
+    # `sample_plays` plays, else the share of users holding about that many) and cap iterations / epochs
+    # at this (0 = no cap); the chosen settings keep the model's own iterations and are fitted on everything.
     user_sample: NonNegativeInt = 0
+    sample_plays: NonNegativeInt = 1_000_000
     search_iterations: NonNegativeInt = 0
+    # Start no new fit after this many seconds of search and keep the best so far (0 = no limit).
+    budget_seconds: NonNegativeFloat = 0.0
     seed: Seed = 0
 
     def search_arguments(self) -> dict[str, Any]:
@@ -113,7 +124,9 @@ class TuningSettings(Section):
             "min_users": self.min_users,
             "validation_fraction": self.validation_fraction,
             "user_sample": self.user_sample or None,
+            "sample_plays": self.sample_plays or None,
             "search_iterations": self.search_iterations or None,
+            "budget_seconds": self.budget_seconds or None,
             "seed": self.seed,
         }
 
@@ -260,7 +273,8 @@ class TuningResult:
     fitted), ``point`` (swept field -> grid value; a relative alpha as its multiplier), ``objective`` (its value), ``metrics`` (every validation metric), ``seconds`` (fit +
     evaluation), ``users`` (validation users in the fit's sample), ``rung`` (0 for grid / random).
     ``chosen_settings`` is the user's section with the winner's swept values (iterations etc. untouched),
-    ``chosen_weighting`` the winner's weighting.
+    ``chosen_weighting`` the winner's weighting. ``search_users`` / ``search_items``: the size of the
+    (sampled) validation problem; ``stopped``: the time budget ended the search before every planned fit.
     """
 
     model: str
@@ -273,6 +287,9 @@ class TuningResult:
     swept: tuple[str, ...]
     method: str
     seconds: float
+    search_users: int = 0
+    search_items: int = 0
+    stopped: bool = False
 
     def table(self) -> list[dict[str, Any]]:
         """Flat rows for a catalog table: model, weighting, settings (JSON-able), objective, metrics, seconds."""
@@ -288,6 +305,7 @@ class TuningResult:
                 "users": r["users"],
                 "rung": r["rung"],
                 "chosen": r is self.chosen_row,
+                "stopped": self.stopped,
             }
             for r in self.rows
         ]
@@ -302,13 +320,35 @@ def _section_values(candidate: Candidate, mean_value: float) -> dict[str, Any]:
     return values
 
 
-def _sample_users(split: Split, n_users: int | None, seed: int) -> Split:
-    """``split`` restricted to a random sample of ``n_users`` rows (all rows when None or larger)."""
+def automatic_sample(train: sp.spmatrix, user_sample: int | None, sample_plays: int | None) -> int | None:
+    """Users to search on: ``user_sample`` when given; otherwise all (None) while ``train`` has at most
+    ``sample_plays`` stored plays, else the share of users that holds about ``sample_plays`` of them
+    (``users * sample_plays / plays``, at least 1). Deterministic in the matrix's shape and size."""
+    if user_sample is not None or sample_plays is None or train.nnz <= sample_plays:
+        return user_sample
+    return max(1, int(train.shape[0] * sample_plays / train.nnz))
+
+
+def _sample_users(split: Split, n_users: int | None, seed: int, compact: bool = False) -> Split:
+    """``split`` restricted to a random sample of ``n_users`` rows (all rows when None or larger).
+
+    ``compact`` also drops the item columns with no stored entry in the sample (train or validation):
+    nothing in the sample tells candidates apart on them and no validation hit can be there, while every
+    fit and every scoring pass would pay for them (at 360K users x 300K artists a sample of a few
+    thousand users plays a small part of the catalogue). ``bench/tune_scale.py --agreement`` measures
+    how well the sampled search ranks the candidates against the full one."""
     total = split.train.shape[0]
     if n_users is None or n_users >= total:
         return split
     rows = np.sort(np.random.default_rng(seed).choice(total, size=n_users, replace=False))
-    return Split(split.train[rows], split.test[rows], split.method, split.seed, split.test_fraction)
+    train, test = split.train[rows], split.test[rows]
+    if compact:
+        used = np.zeros(train.shape[1], dtype=bool)
+        used[train.indices] = True
+        used[test.indices] = True
+        columns = np.flatnonzero(used)
+        train, test = train[:, columns], test[:, columns]
+    return Split(train.tocsr(), test.tocsr(), split.method, split.seed, split.test_fraction)
 
 
 def _evaluate(
@@ -394,7 +434,9 @@ def tune(
     k: int = 10,
     validation_fraction: float = 0.2,
     user_sample: int | None = None,
+    sample_plays: int | None = None,
     search_iterations: int | None = None,
+    budget_seconds: float | None = None,
     seed: int = 0,
     threads: int = 1,
     progress: Callable[[dict[str, Any]], None] | None = None,
@@ -405,8 +447,9 @@ def tune(
     values are the starting point and everything not swept); ``fixed`` names fields never to sweep
     (``weighting.<field>`` for weighting fields). ``grid`` / ``weightings`` default to
     :func:`default_grid` / :func:`default_weightings`; a ``"plays"`` model ignores weightings. See the
-    module docstring for ``method``, ``budget``, ``eta``, ``user_sample`` and ``search_iterations``;
-    ``min_users`` is the smallest sample of the first halving rung. ``progress`` gets each row.
+    module docstring for ``method``, ``budget``, ``eta``, ``user_sample``, ``sample_plays``,
+    ``search_iterations`` and ``budget_seconds``; ``min_users`` is the smallest sample of the first halving
+    rung. ``progress`` gets each row.
     """
     if objective not in OBJECTIVES:
         raise TuningError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
@@ -432,23 +475,32 @@ def tune(
     pool = candidates(grid, weightings, fixed)
     if not pool:
         raise TuningError("nothing to search: every candidate list is empty")
+    user_sample = automatic_sample(train, user_sample, sample_plays)
     if method == "auto":
-        method = "grid" if len(pool) <= max_grid else "halving"
+        sampled = user_sample is not None and user_sample < train.shape[0]
+        method = "grid" if len(pool) <= max_grid and not sampled else "halving"
     if method == "random":
         if budget is None or budget < 1:
             raise TuningError(f"random search needs a budget >= 1, got {budget}")
         picks = np.random.default_rng(seed).choice(len(pool), size=min(budget, len(pool)), replace=False)
         pool = [pool[i] for i in sorted(picks)]
     start = time.perf_counter()
-    split = _sample_users(validation_split(train, validation_fraction, seed=seed), user_sample, seed)
+    split = _sample_users(
+        validation_split(train, validation_fraction, seed=seed), user_sample, seed, compact=True
+    )
     higher = OBJECTIVES[objective]
     run = dict(objective=objective, k=k, threads=threads, search_iterations=search_iterations)
     rows: list[dict[str, Any]] = []
+    stopped = False
 
     def fit_all(pool: list[Candidate], data: Split, rung: int) -> list[dict[str, Any]]:
+        nonlocal stopped
         out: list[dict[str, Any]] = []
         matrices: dict[WeightingChoice, sp.csr_matrix] = {}
         for candidate in pool:
+            if budget_seconds is not None and rows and time.perf_counter() - start >= budget_seconds:
+                stopped = True
+                break
             row = _evaluate(model, base_settings, candidate, data, matrices, rung=rung, **run)
             out.append(row)
             rows.append(row)
@@ -463,12 +515,18 @@ def tune(
             rungs -= 1
         for rung in range(rungs + 1):
             size = n_users if rung == rungs else int(n_users / eta ** (rungs - rung))
-            ranked = _order(fit_all(pool, _sample_users(split, size, seed + 1 + rung), rung), higher)
+            # The pool is in the previous rung's order, best first: a budget stop keeps the leaders.
+            fitted = fit_all(pool, _sample_users(split, size, seed + 1 + rung, compact=True), rung)
+            if stopped:
+                break
+            ranked = _order(fitted, higher)
             keep = len(pool) if rung == rungs else max(1, math.ceil(len(pool) / eta))
             pool = [row["candidate"] for row in ranked[:keep] if not math.isnan(row["objective"])] or [
                 ranked[0]["candidate"]
             ]
-        final = [row for row in rows if row["rung"] == rungs]
+        # The best of the last rung that fitted anything (a budget stop may end the search early).
+        last = max(row["rung"] for row in rows)
+        final = [row for row in rows if row["rung"] == last]
     else:
         final = fit_all(pool, split, 0)
     best = _order(final, higher)[0]
@@ -487,6 +545,9 @@ def tune(
         + (("weighting",) if len(weightings) > 1 else ()),
         method=method,
         seconds=time.perf_counter() - start,
+        search_users=int(split.train.shape[0]),
+        search_items=int(split.train.shape[1]),
+        stopped=stopped,
     )
 
 

@@ -79,7 +79,7 @@ def run_tuning(
     def progress(row: dict[str, Any]) -> None:
         if log is not None:
             log(
-                f"{model.name} {row['weighting']} {row['settings']}: {row['objective']:.4f} ({row['seconds']:.1f} s)"
+                f"{model.name} {row['weighting']} {row['settings']}: {row['objective']:.4f} ({row['seconds']:.1f} s, rung {row['rung']}, {row['users']} users)"
             )
 
     result = tune_split(
@@ -122,6 +122,7 @@ def tuning_frame(result: TuningResult, tuned: TunedSettings) -> pd.DataFrame:
                 "rung": row["rung"],
                 "chosen": row["chosen"],
                 "choice": choice if row["chosen"] else None,
+                "stopped": row["stopped"],
             }
         )
     return pd.DataFrame(rows)
