@@ -92,8 +92,8 @@ def main() -> None:
                 if progress is not None:
                     inner = progress
 
-                    def progress(done, total=None, _inner=inner, **info):  # noqa: ANN001, ANN202
-                        calls[0] += 1
+                    def progress(done, total=None, _inner=inner, _calls=calls, **info):  # noqa: ANN001, ANN202
+                        _calls[0] += 1
                         _inner(done, total, **info)
 
                 start = time.perf_counter()
