@@ -38,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import dagster as dg  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import step_windows  # noqa: E402  (bench/pipeline.py)
+
 from recsys_assets.catalog import Catalog  # noqa: E402
 from recsys_assets.engines.standalone import standalone_cluster  # noqa: E402
 
@@ -64,21 +67,10 @@ def engine_table(engine: str, master: str | None) -> str:
 
 
 def step_seconds(dagster_home: Path) -> dict[str, float]:
-    """Seconds per asset step (STEP_START to STEP_SUCCESS) over every run of the instance, slowest first."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    out: dict[str, float] = {}
-    with dg.DagsterInstance.get() as instance:
-        for run in instance.get_runs():
-            starts: dict[str, float] = {}
-            for entry in instance.all_logs(
-                run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
-            ):
-                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
-                    starts[entry.step_key] = entry.timestamp
-                elif entry.step_key in starts:
-                    seconds = entry.timestamp - starts.pop(entry.step_key)
-                    out[entry.step_key] = out.get(entry.step_key, 0.0) + seconds
-    return {k: round(v, 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+    """Seconds per asset step (start to success, summed over every run of the instance), slowest first."""
+    windows = step_windows(dagster_home, since=0.0)
+    seconds = {key: sum(end - start for start, end in spans) for key, spans in windows.items()}
+    return {k: round(v, 2) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])}
 
 
 def spark_precision(dagster_home: Path) -> float | None:

@@ -27,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import dagster as dg
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pipeline import step_windows  # noqa: E402  (bench/pipeline.py)
 
 RECSYS = Path(sys.executable).parent / "recsys"
 HETREC = Path(__file__).resolve().parents[2] / "shared" / "data" / "hetrec2011-lastfm-2k"
@@ -36,20 +37,10 @@ ALS_TUNING_SECONDS = 120.0
 
 
 def step_seconds(dagster_home: Path) -> dict[str, float]:
-    """Seconds of each asset step (start to success) of every run in ``dagster_home``."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
-    out: dict[str, float] = {}
-    with dg.DagsterInstance.get() as instance:
-        for run in instance.get_runs():
-            starts: dict[str, float] = {}
-            for entry in instance.all_logs(
-                run.run_id, of_type={dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
-            ):
-                if entry.dagster_event.event_type == dg.DagsterEventType.STEP_START:
-                    starts[entry.step_key] = entry.timestamp
-                elif entry.step_key in starts:
-                    out[entry.step_key] = round(entry.timestamp - starts[entry.step_key], 1)
-    return out
+    """Seconds per asset step (start to success, summed over every run of the instance), slowest first."""
+    windows = step_windows(dagster_home, since=0.0)
+    seconds = {key: sum(end - start for start, end in spans) for key, spans in windows.items()}
+    return {k: round(v, 2) for k, v in sorted(seconds.items(), key=lambda kv: -kv[1])}
 
 
 def main() -> None:
