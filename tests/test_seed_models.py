@@ -51,6 +51,21 @@ def numeric_gradient(objective, array: np.ndarray, h: float = 1e-6) -> np.ndarra
 # PMF
 
 
+def pmf_batch_gradients(users, items, values, params, mu, lam_u, lam_i):
+    """PMF's per-pair gradients of one batch (the kernel) summed into each parameter's rows, and the
+    kernel's per-pair loss."""
+    X, Y, bu, bi = params["X"], params["Y"], params["bu"], params["bi"]
+    k, f = users.size, X.shape[1]
+    gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
+    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss)
+    summed = {name: np.zeros_like(a) for name, a in params.items()}
+    np.add.at(summed["X"], users, gX)
+    np.add.at(summed["Y"], items, gY)
+    np.add.at(summed["bu"], users, gb[:, 0])
+    np.add.at(summed["bi"], items, gb[:, 1])
+    return summed, loss
+
+
 def test_pmf_batch_gradients_match_finite_differences():
     rng = np.random.default_rng(1)
     n_users, n_items, f, lam, mu = 6, 5, 3, 0.3, 0.7
@@ -65,16 +80,10 @@ def test_pmf_batch_gradients_match_finite_differences():
         reg = (X[users] ** 2).sum() + (Y[items] ** 2).sum() + (bu[users] ** 2).sum() + (bi[items] ** 2).sum()
         return ((pred - values) ** 2).sum() + lam * reg
 
-    k = users.size
-    gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
     lam_u, lam_i = np.full(n_users, lam), np.full(n_items, lam)
-    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss)
-    summed = {name: np.zeros_like(a) for name, a in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi))}
-    np.add.at(summed["X"], users, gX)
-    np.add.at(summed["Y"], items, gY)
-    np.add.at(summed["bu"], users, gb[:, 0])
-    np.add.at(summed["bi"], items, gb[:, 1])
-    for name, array in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi)):
+    params = {"X": X, "Y": Y, "bu": bu, "bi": bi}
+    summed, loss = pmf_batch_gradients(users, items, values, params, mu, lam_u, lam_i)
+    for name, array in params.items():
         np.testing.assert_allclose(summed[name], numeric_gradient(objective, array), rtol=1e-6, atol=1e-7)
     assert loss[:, 0].sum() == pytest.approx(objective(), rel=1e-12)
 
@@ -97,15 +106,9 @@ def test_pmf_row_prior_counts_each_row_once_over_its_pairs():
 
     lam_u = pmf_mod._pair_shares(lam, "row", np.bincount(users, minlength=n_users)).astype(np.float64)
     lam_i = pmf_mod._pair_shares(lam, "row", np.bincount(items, minlength=n_items)).astype(np.float64)
-    k = users.size
-    gX, gY, gb, loss = np.empty((k, f)), np.empty((k, f)), np.empty((k, 2)), np.empty((k, 2))
-    pmf_mod._batch_gradients(users, items, values, 0, k, X, Y, bu, bi, mu, lam_u, lam_i, gX, gY, gb, loss)
-    summed = {name: np.zeros_like(a) for name, a in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi))}
-    np.add.at(summed["X"], users, gX)
-    np.add.at(summed["Y"], items, gY)
-    np.add.at(summed["bu"], users, gb[:, 0])
-    np.add.at(summed["bi"], items, gb[:, 1])
-    for name, array in (("X", X), ("Y", Y), ("bu", bu), ("bi", bi)):
+    params = {"X": X, "Y": Y, "bu": bu, "bi": bi}
+    summed, loss = pmf_batch_gradients(users, items, values, params, mu, lam_u, lam_i)
+    for name, array in params.items():
         np.testing.assert_allclose(summed[name], numeric_gradient(objective, array), rtol=1e-6, atol=1e-7)
     # The shares are float32 (λ / n rounded: relative error <= 6e-8).
     assert loss[:, 0].sum() == pytest.approx(objective(), rel=1e-6)
